@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need on a Debian controller, from nothing:
+# Debian packages, a running Docker daemon, the offline base images and the
+# Python venv. Each step is skipped when its result is already there, so a
+# second run takes seconds. Usage: setup.sh [debs|daemon|images|venv|all]...
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+venv=${VENV:-$root/.venv}
+python=${PYTHON:-python3}
+suite=${TESTBED_SUITE:-trixie}
+base_image=local/debian:$suite
+host_image=local/molecule-host:$suite
+debs=(docker.io debootstrap git make shellcheck)
+
+log() { printf '==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+step_debs() {
+  local missing=()
+  for p in "${debs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then log "Debian packages present"; return; fi
+  log "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+step_daemon() {
+  if docker info >/dev/null 2>&1; then log "Docker daemon running"; return; fi
+  if [ -d /run/systemd/system ]; then
+    log "starting docker.service"
+    as_root systemctl start docker
+  else
+    # No systemd on the controller: run the daemon in the background.
+    log "starting dockerd in the background (log: /var/log/dockerd-testbed.log)"
+    as_root sh -c 'setsid nohup dockerd >/var/log/dockerd-testbed.log 2>&1 &'
+  fi
+  for _ in $(seq 60); do
+    docker info >/dev/null 2>&1 && return
+    sleep 1
+  done
+  echo "dockerd did not come up; see /var/log/dockerd-testbed.log" >&2
+  exit 1
+}
+
+# Rebuild an image only when its recipe (the files that make it) changed.
+recipe_hash() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16; }
+image_label() {
+  docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
+}
+
+step_images() {
+  if docker image inspect "$base_image" >/dev/null 2>&1; then
+    log "$base_image present"
+  else
+    log "building $base_image with debootstrap (about a minute)"
+    local dir
+    dir=$(mktemp -d)
+    as_root debootstrap --variant=minbase "$suite" "$dir" >/dev/null
+    as_root tar -C "$dir" -c . | docker import - "$base_image" >/dev/null
+    as_root rm -rf "$dir"
+  fi
+  local recipe=$here/images/molecule-host sum
+  sum=$(recipe_hash "$recipe")
+  if [ "$(image_label "$host_image" org.algotrade.recipe)" = "$sum" ]; then
+    log "$host_image present"
+  else
+    log "building $host_image"
+    # The legacy builder needs no buildx plugin and fetches nothing.
+    local out
+    out=$(mktemp)
+    if ! DOCKER_BUILDKIT=0 docker build --build-arg "BASE=$base_image" \
+      --label "org.algotrade.recipe=$sum" -t "$host_image" "$recipe" >"$out" 2>&1; then
+      tail -n 40 "$out" >&2
+      exit 1
+    fi
+    rm -f "$out"
+  fi
+}
+
+step_venv() {
+  local req=$root/requirements-dev.txt stamp=$venv/.requirements.sha256 sum
+  sum=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ -x "$venv/bin/ansible" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
+    log "Python venv up to date ($venv)"
+    return
+  fi
+  log "creating Python venv at $venv"
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --upgrade pip
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  echo "$sum" >"$stamp"
+}
+
+[ $# -gt 0 ] || set -- all
+for step in "$@"; do
+  case $step in
+    all) step_debs; step_daemon; step_images; step_venv ;;
+    debs | daemon | images | venv) "step_$step" ;;
+    *) echo "usage: $0 [debs|daemon|images|venv|all]..." >&2; exit 2 ;;
+  esac
+done
