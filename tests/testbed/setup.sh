@@ -12,9 +12,22 @@ python=${PYTHON:-python3}
 suite=${TESTBED_SUITE:-trixie}
 base_image=local/debian:$suite
 host_image=local/molecule-host:$suite
-debs=(docker.io debootstrap git make shellcheck)
+busybox_image=local/busybox:test
+debs=(docker.io debootstrap busybox-static git make shellcheck)
 
 log() { printf '==> %s\n' "$*"; }
+
+# Run a noisy command, showing its output only when it fails.
+quietly() {
+  local out
+  out=$(mktemp)
+  if ! "$@" >"$out" 2>&1; then
+    tail -n 40 "$out" >&2
+    rm -f "$out"
+    exit 1
+  fi
+  rm -f "$out"
+}
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -27,8 +40,8 @@ step_debs() {
   done
   if [ ${#missing[@]} -eq 0 ]; then log "Debian packages present"; return; fi
   log "installing Debian packages: ${missing[*]}"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  quietly as_root apt-get update -qq
+  quietly as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
 step_daemon() {
@@ -66,6 +79,21 @@ step_images() {
     as_root tar -C "$dir" -c . | docker import - "$base_image" >/dev/null
     as_root rm -rf "$dir"
   fi
+  if docker image inspect "$busybox_image" >/dev/null 2>&1; then
+    log "$busybox_image present"
+  else
+    # A 1 MB image for tests that only need a shell, wget, nc and httpd.
+    log "building $busybox_image"
+    local dir
+    dir=$(mktemp -d)
+    mkdir -p "$dir/bin" "$dir/tmp"
+    cp /bin/busybox "$dir/bin/busybox"
+    for applet in $(/bin/busybox --list); do
+      [ "$applet" = busybox ] || ln -s busybox "$dir/bin/$applet"
+    done
+    tar -C "$dir" -c . | docker import -c 'CMD ["/bin/sh"]' - "$busybox_image" >/dev/null
+    rm -rf "$dir"
+  fi
   local recipe=$here/images/molecule-host sum
   sum=$(recipe_hash "$recipe")
   if [ "$(image_label "$host_image" org.algotrade.recipe)" = "$sum" ]; then
@@ -73,14 +101,8 @@ step_images() {
   else
     log "building $host_image"
     # The legacy builder needs no buildx plugin and fetches nothing.
-    local out
-    out=$(mktemp)
-    if ! DOCKER_BUILDKIT=0 docker build --build-arg "BASE=$base_image" \
-      --label "org.algotrade.recipe=$sum" -t "$host_image" "$recipe" >"$out" 2>&1; then
-      tail -n 40 "$out" >&2
-      exit 1
-    fi
-    rm -f "$out"
+    DOCKER_BUILDKIT=0 quietly docker build --build-arg "BASE=$base_image" \
+      --label "org.algotrade.recipe=$sum" -t "$host_image" "$recipe"
   fi
 }
 
@@ -93,8 +115,8 @@ step_venv() {
   fi
   log "creating Python venv at $venv"
   "$python" -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check --upgrade pip
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req"
+  quietly "$venv/bin/pip" install --disable-pip-version-check --upgrade pip
+  quietly "$venv/bin/pip" install --disable-pip-version-check -r "$req"
   echo "$sum" >"$stamp"
 }
 
