@@ -13,7 +13,7 @@ suite=${TESTBED_SUITE:-trixie}
 base_image=local/debian:$suite
 host_image=local/molecule-host:$suite
 busybox_image=local/busybox:test
-debs=(docker.io debootstrap busybox-static git make shellcheck)
+debs=(docker.io debootstrap busybox-static gpg git make shellcheck)
 
 log() { printf '==> %s\n' "$*"; }
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
 import testinfra.host
 import testinfra.utils.ansible_runner
-from testlib import docker_json, run_ok, sideload_image
+from testlib import REPO, ansible_playbook, docker_json, recap, run_ok, sideload_image
 
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
 testinfra_hosts = RUNNER.get_hosts("all")
@@ -66,9 +67,10 @@ def test_trader_in_docker_group(host: testinfra.host.Host) -> None:
 
 def test_container_reaches_the_network() -> None:
     """A container on docker-a fetches a page that a container on docker-b publishes."""
-    client, server = (testinfra.host.get_host(f"ansible://{name}?ansible_inventory="
-                                              f"{os.environ['MOLECULE_INVENTORY_FILE']}")
-                      for name in ("docker-a", "docker-b"))
+    client, server = (
+        testinfra.host.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+        for name in ("docker-a", "docker-b")
+    )
     for host in (client, server):
         sideload_image(host)
     server.run("docker rm -f web")
@@ -107,3 +109,40 @@ def test_container_survives_daemon_restart(host: testinfra.host.Host) -> None:
         assert run_ok(host, "docker inspect -f '{{.Id}}' survivor").strip() == container_id
     finally:
         host.run("docker rm -f survivor")
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "expected"),
+    [
+        pytest.param(
+            {"docker_source": "upstream"},
+            [
+                "docker.io, docker-cli, docker-compose, docker-buildx installed on docker-a",
+                "docker_source=upstream",
+                "apt-get purge docker.io",
+            ],
+            id="upstream-over-distro-packages",
+        ),
+        pytest.param(
+            {"docker_users": ["trader", "nosuchuser"]},
+            ["docker_users names users that do not exist on docker-a: nosuchuser"],
+            id="missing-docker-user",
+        ),
+    ],
+)
+def test_preflight_refuses_before_changing_anything(
+    extra_vars: dict[str, object], expected: list[str]
+) -> None:
+    result = ansible_playbook(
+        REPO / "playbooks" / "docker.yml",
+        os.environ["MOLECULE_INVENTORY_FILE"],
+        "--limit",
+        "docker-a",
+        extra_vars=extra_vars,
+    )
+    out = result.stdout
+    assert result.returncode != 0, out
+    for text in expected:
+        assert text in out
+    assert recap(result, "docker-a")["changed"] == 0
+    assert "TASK [algotrade.deploy.docker : install |" not in out

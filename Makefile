@@ -1,0 +1,57 @@
+# Entry points for people and CI. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV ?= .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
+SCENARIO ?= docker
+
+.PHONY: help demo demo-destroy test setup lint unit molecule scenario converge verify destroy build clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+demo: setup ## Provision a throwaway local host (a container) with the collection
+	ansible-playbook tests/demo/up.yml
+	ansible-playbook -i inventories/demo playbooks/site.yml
+
+demo-destroy: setup ## Remove the throwaway demo host and its data
+	ansible-playbook tests/demo/down.yml
+
+test: setup lint unit molecule ## Set up everything and run every check and scenario
+
+setup: ## Install Debian packages, start Docker, build test images, create the venv
+	tests/testbed/setup.sh all
+
+lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, galaxy build
+	yamllint --strict .
+	ansible-lint --offline
+	ruff check .
+	ruff format --check .
+	mypy tests molecule
+	shellcheck tests/testbed/setup.sh .ci/run
+
+unit: ## pytest: unit tests and role tests on throwaway hosts
+	pytest tests
+
+molecule: ## Run every Molecule scenario (create to destroy)
+	@for s in $(SCENARIOS); do echo "==> molecule test -s $$s"; molecule test -s $$s || exit 1; done
+
+scenario: ## One scenario: make scenario SCENARIO=docker
+	molecule test -s $(SCENARIO)
+
+converge: ## Converge one scenario and keep its instances: make converge SCENARIO=docker
+	molecule converge -s $(SCENARIO)
+
+verify: ## Verify kept instances of one scenario
+	molecule verify -s $(SCENARIO)
+
+destroy: ## Remove one scenario's instances
+	molecule destroy -s $(SCENARIO)
+
+build: ## Build the collection tarball (what Galaxy would get)
+	ansible-galaxy collection build --force --output-path build/
+
+clean: ## Remove build output and caches (keeps the venv and images)
+	rm -rf build .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,82 @@
+"""Preflight refuses what cannot work, with a message naming the variable and the fix.
+
+The host is the controller itself, described by facts of another platform: each
+refusal must come before the role reads or changes anything on it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from testlib import ansible_playbook
+
+PLAYBOOK = Path(__file__).parent / "playbooks" / "described_host.yml"
+
+
+DEBIAN_12 = {
+    "distribution": "Debian",
+    "distribution_major_version": "12",
+    "distribution_version": "12.12",
+    "distribution_release": "bookworm",
+    "os_family": "Debian",
+    "architecture": "x86_64",
+}
+
+
+@pytest.mark.parametrize(
+    ("facts", "extra_vars", "expected"),
+    [
+        pytest.param(
+            DEBIAN_12,
+            {"docker_source": "distro"},
+            ["docker_source=distro cannot give Compose >= 2.18.0 on Debian 12", "docker_source: upstream"],
+            id="distro-on-debian-12",
+        ),
+        pytest.param(
+            {
+                **DEBIAN_12,
+                "distribution": "Fedora",
+                "os_family": "RedHat",
+                "distribution_major_version": "41",
+                "distribution_version": "41",
+            },
+            {},
+            ["supports Debian 12, Debian 13, Ubuntu 22.04, Ubuntu 24.04", "Fedora 41"],
+            id="unsupported-distribution",
+        ),
+        pytest.param(
+            {**DEBIAN_12, "architecture": "riscv64"},
+            {},
+            ["x86_64 or aarch64", "riscv64"],
+            id="unsupported-architecture",
+        ),
+        pytest.param(
+            DEBIAN_12,
+            {"docker_source": "upstream", "docker_upstream_key_fingerprint": "0EBFCD88"},
+            ["docker_upstream_key_fingerprint must be the key's full fingerprint", "0EBFCD88"],
+            id="short-fingerprint",
+        ),
+        pytest.param(
+            DEBIAN_12,
+            {"docker_source": "podman"},
+            ["docker_source", "podman", "auto, distro, upstream"],
+            id="unknown-source",
+        ),
+    ],
+)
+def test_preflight_refuses(
+    tmp_path: Path, facts: dict[str, str], extra_vars: dict[str, str], expected: list[str]
+) -> None:
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("described ansible_connection=local ansible_python_interpreter=python3\n")
+    result = ansible_playbook(
+        PLAYBOOK, inventory, "--check", extra_vars={**extra_vars, "described_facts": facts}
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    for text in expected:
+        assert text in out, f"{text!r} not in:\n{out}"
+    assert "changed=0" in out
+    # Refused in preflight, before the host is even read.
+    assert "List installed packages" not in out

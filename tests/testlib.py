@@ -1,0 +1,111 @@
+"""Helpers shared by the Molecule scenarios' testinfra verifiers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import testinfra.host
+
+BUSYBOX_IMAGE = "local/busybox:test"
+
+
+def instance_name(host: testinfra.host.Host) -> str:
+    """The Molecule instance (and outer container) name behind a testinfra host."""
+    return str(host.backend.get_hostname())
+
+
+def run_ok(host: testinfra.host.Host, command: str, *args: str) -> str:
+    """Run a command on the host; fail with its output when it exits non-zero."""
+    result = host.run(command, *args)
+    assert result.rc == 0, f"{result.command!r} exited {result.rc}:\n{result.stdout}{result.stderr}"
+    return str(result.stdout)
+
+
+def docker_json(host: testinfra.host.Host, command: str) -> dict[str, Any]:
+    """Run a docker command that prints a JSON object (`--format '{{json .}}'`), decoded."""
+    value = json.loads(run_ok(host, command))
+    assert isinstance(value, dict), f"{command!r} printed {value!r}, not a JSON object"
+    return value
+
+
+def sideload_image(host: testinfra.host.Host, image: str = BUSYBOX_IMAGE) -> None:
+    """Copy an image from the controller's engine into the instance's engine."""
+    if host.run("docker image inspect %s", image).rc == 0:
+        return
+    name = instance_name(host)
+    save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+    load = subprocess.run(
+        ["docker", "exec", "-i", name, "docker", "load"],
+        stdin=save.stdout,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    save.wait()
+    assert save.returncode == 0, f"docker save {image} failed"
+    assert load.returncode == 0, load.stderr
+
+
+REPO = Path(__file__).resolve().parent.parent
+RESOURCES = REPO / "molecule" / "resources"
+
+
+def ansible_playbook(
+    playbook: Path | str,
+    inventory: Path | str,
+    *args: str,
+    extra_vars: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ansible-playbook with the repository's configuration; never raises on failure."""
+    command = ["ansible-playbook", "-i", str(inventory), str(playbook), *args]
+    if extra_vars:
+        command += ["-e", json.dumps(extra_vars)]
+    base = {
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **base, **(env or {})},
+        cwd=REPO,
+    )
+
+
+def recap(result: subprocess.CompletedProcess[str], host: str) -> dict[str, int]:
+    """The PLAY RECAP counters of one host (ok, changed, failed, ...)."""
+    for line in result.stdout.splitlines():
+        if line.startswith(f"{host} ") and "ok=" in line:
+            return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
+    raise AssertionError(f"no recap for {host}:\n{result.stdout}\n{result.stderr}")
+
+
+@contextmanager
+def throwaway_hosts(names: list[str], workdir: Path) -> Iterator[Path]:
+    """Start test bed hosts as Molecule does; yield an inventory that reaches them."""
+    platforms = {"molecule_yml": {"platforms": [{"name": n} for n in names]}}
+    state = {**platforms, "molecule_ephemeral_directory": str(workdir)}
+    env = {"MOLECULE_SCENARIO_NAME": "pytest"}
+    inventory = workdir / "inventory.yml"
+    inventory.write_text(
+        json.dumps({"all": {"hosts": {n: {"ansible_connection": "community.docker.docker"} for n in names}}})
+    )
+    try:
+        # The inventory lacks localhost: the implicit one runs the controller's Python.
+        created = ansible_playbook(RESOURCES / "create.yml", inventory, extra_vars=state, env=env)
+        assert created.returncode == 0, created.stdout + created.stderr
+        yield inventory
+    finally:
+        ansible_playbook(RESOURCES / "destroy.yml", inventory, extra_vars=state, env=env)
