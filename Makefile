@@ -7,7 +7,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 SCENARIO ?= docker
 
-.PHONY: help demo demo-destroy test setup lint unit molecule scenario converge verify destroy build clean
+.PHONY: help demo demo-destroy test setup lint unit molecule scenario converge verify destroy docs build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -15,6 +15,12 @@ help: ## List the targets
 demo: setup ## Provision a throwaway local host (a container) with the collection
 	ansible-playbook tests/demo/up.yml
 	ansible-playbook -i inventories/demo playbooks/site.yml
+	@echo
+	@echo "The demo host 'algotrade-demo' (a local container) now runs Docker Engine,"
+	@echo "Compose v2 and buildx from the docker role. The trading stack role is not in"
+	@echo "the collection yet, so the demo stops here. Look around:"
+	@echo "  docker exec -it algotrade-demo docker info"
+	@echo "Remove it with: make demo-destroy"
 
 demo-destroy: setup ## Remove the throwaway demo host and its data
 	ansible-playbook tests/demo/down.yml
@@ -29,7 +35,7 @@ lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, galaxy bui
 	ansible-lint --offline
 	ruff check .
 	ruff format --check .
-	mypy tests molecule
+	mypy tests molecule tools
 	shellcheck tests/testbed/setup.sh .ci/run
 
 unit: ## pytest: unit tests and role tests on throwaway hosts
@@ -49,6 +55,9 @@ verify: ## Verify kept instances of one scenario
 
 destroy: ## Remove one scenario's instances
 	molecule destroy -s $(SCENARIO)
+
+docs: ## Regenerate docs/roles/*.md from the roles' argument specs
+	python tools/role_docs.py
 
 build: ## Build the collection tarball (what Galaxy would get)
 	ansible-galaxy collection build --force --output-path build/
