@@ -11,7 +11,6 @@ venv=${VENV:-$root/.venv}
 python=${PYTHON:-python3}
 suite=${TESTBED_SUITE:-trixie}
 base_image=local/debian:$suite
-host_image=local/molecule-host:$suite
 busybox_image=local/busybox:test
 debs=(docker.io debootstrap busybox-static gpg git make shellcheck)
 
@@ -94,16 +93,22 @@ step_images() {
     tar -C "$dir" -c . | docker import -c 'CMD ["/bin/sh"]' - "$busybox_image" >/dev/null
     rm -rf "$dir"
   fi
-  local recipe=$here/images/molecule-host sum
-  sum=$(recipe_hash "$recipe")
-  if [ "$(image_label "$host_image" org.algotrade.recipe)" = "$sum" ]; then
-    log "$host_image present"
-  else
-    log "building $host_image"
+  # Every folder under images/ is an image local/<folder>:<suite>, rebuilt when
+  # a file of its recipe changes.
+  local recipe image sum
+  for recipe in "$here"/images/*/; do
+    recipe=${recipe%/}
+    image=local/$(basename "$recipe"):$suite
+    sum=$(recipe_hash "$recipe")
+    if [ "$(image_label "$image" org.algotrade.recipe)" = "$sum" ]; then
+      log "$image present"
+      continue
+    fi
+    log "building $image"
     # The legacy builder needs no buildx plugin and fetches nothing.
     DOCKER_BUILDKIT=0 quietly docker build --build-arg "BASE=$base_image" \
-      --label "org.algotrade.recipe=$sum" -t "$host_image" "$recipe"
-  fi
+      --label "org.algotrade.recipe=$sum" -t "$image" "$recipe"
+  done
 }
 
 step_venv() {

@@ -3,7 +3,6 @@
 use crate::{bots, VERSION};
 use serde_json::{json, Value};
 use signal_hook::consts::{SIGINT, SIGTERM};
-use std::io::Read;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
@@ -45,12 +44,10 @@ fn watch_database(url: String, healthy: Arc<AtomicBool>, stop: Arc<AtomicBool>) 
     std::thread::spawn(move || {
         let mut client: Option<postgres::Client> = None;
         while !stop.load(Ordering::Relaxed) {
-            let now = match client.as_mut() {
-                Some(c) if c.simple_query("SELECT 1").is_ok() => true,
-                _ => {
-                    client = postgres::Client::connect(&url, postgres::NoTls).ok();
-                    client.is_some()
-                }
+            let alive = client.as_mut().is_some_and(|c| c.simple_query("SELECT 1").is_ok());
+            let now = alive || {
+                client = postgres::Client::connect(&url, postgres::NoTls).ok();
+                client.is_some()
             };
             if now != healthy.swap(now, Ordering::Relaxed) {
                 log(if now { "TimescaleDB reachable" } else { "TimescaleDB unreachable" });
