@@ -1,0 +1,255 @@
+"""The stack on a Debian 13 host: built there, healthy, confined, secret-tight, durable.
+
+Tests that stop, restart or redeploy run last (file order) and leave the stack healthy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import testinfra.host
+import testinfra.utils.ansible_runner
+from testlib import REPO, ansible_playbook, docker_json, run_ok
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
+
+PROJECT = "/opt/algo-trade"
+COMPOSE = f"docker compose --project-directory {PROJECT}"
+APP, DB = "algo-trade-app-1", "algo-trade-db-1"
+VARS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables("stack-a")
+SECRETS = [VARS["stack_db_password"], VARS["stack_hyperliquid_private_key"]]
+
+# Speaks ttyd's protocol from inside the app container (where ttyd listens, on
+# loopback): prints the HTTP status without the auth header, then the terminal's
+# first screen with it. Runs on the stand-in's Python and tornado.
+WS_CLIENT = r"""
+import asyncio, json, sys
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+async def main():
+    url = "http://127.0.0.1:7681/"
+    try:
+        await AsyncHTTPClient().fetch(url)
+        print("no-header-status 200")
+    except HTTPClientError as e:
+        print("no-header-status", e.code)
+    req = HTTPRequest("ws://127.0.0.1:7681/ws", headers={"X-WEBAUTH-USER": "tester"})
+    ws = await websocket_connect(req, subprotocols=["tty"])
+    await ws.write_message(json.dumps({"AuthToken": "", "columns": 100, "rows": 30}).encode(), binary=True)
+    screen = b""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 10
+    while loop.time() < end and b"bots" not in screen:
+        try:
+            msg = await asyncio.wait_for(ws.read_message(), 1)
+        except asyncio.TimeoutError:
+            continue
+        if msg is None:
+            break
+        if msg[:1] == b"0":
+            screen += msg[1:]
+    sys.stdout.write(screen.decode(errors="replace"))
+
+asyncio.run(main())
+"""
+
+
+def api(host: testinfra.host.Host, method: str, path: str, body: dict[str, str] | None = None) -> str:
+    """HTTP to the API from the host itself (where it is published on loopback)."""
+    script = (
+        "import json,sys,urllib.request as u;"
+        f"r=u.Request('http://127.0.0.1:8080{path}',method='{method}',"
+        f"data={json.dumps(body).encode() if body else None!r},"
+        "headers={'Content-Type':'application/json'});"
+        "x=u.urlopen(r);print(x.status,x.headers['X-Algo-Trade-Version']);print(x.read().decode())"
+    )
+    return run_ok(host, f"python3 -c {json.dumps(script)}")
+
+
+def wait_healthy(host: testinfra.host.Host, timeout: int = 180) -> None:
+    deadline = time.time() + timeout
+    states: dict[str, str] = {}
+    while time.time() < deadline:
+        states = {
+            c: host.run(f"docker inspect -f '{{{{.State.Health.Status}}}}' {c}").stdout.strip()
+            for c in (APP, DB)
+        }
+        if set(states.values()) == {"healthy"}:
+            return
+        time.sleep(2)
+    logs = host.run(f"{COMPOSE} logs --tail 30").stdout
+    raise AssertionError(f"not healthy: {states}\n{logs}")
+
+
+def test_every_service_healthy(host: testinfra.host.Host) -> None:
+    wait_healthy(host, timeout=10)
+
+
+def test_app_image_built_on_the_host_and_tagged_with_its_input_digest(host: testinfra.host.Host) -> None:
+    image = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
+    repository, tag = image.split(":")
+    assert repository == "algo-trade/app"
+    assert re.fullmatch(r"[0-9a-f]{16}", tag)
+    labels = docker_json(host, f"docker image inspect -f '{{{{json .Config.Labels}}}}' {image}")
+    assert labels["org.algotrade.build"] == tag
+    # Built here: the builder stage's image is only on this host's engine.
+    assert host.run("docker image inspect local/rust-builder:trixie").rc == 0
+
+
+def test_api_answers_with_the_changed_version(host: testinfra.host.Host) -> None:
+    status, _ = api(host, "GET", "/api/bots").splitlines()[:2]
+    assert status == "200 sample-2", "the side effect's one-line change must be deployed"
+
+
+def test_previous_build_is_kept_for_rollback(host: testinfra.host.Host) -> None:
+    tags = run_ok(host, "docker images algo-trade/app --format '{{.Tag}}'").split()
+    assert len(tags) >= 2
+
+
+def test_web_terminal_serves_the_tui_and_refuses_without_credential(host: testinfra.host.Host) -> None:
+    out = run_ok(host, f"docker exec -i {APP} python3 - <<'EOF'\n{WS_CLIENT}\nEOF")
+    assert "no-header-status 401" in out
+    assert "algo-trade live bot TUI sample-2" in out
+
+
+def test_web_terminal_is_not_published(host: testinfra.host.Host) -> None:
+    ports = docker_json(host, f"docker inspect -f '{{{{json .NetworkSettings.Ports}}}}' {APP}")
+    assert set(ports) == {"8080/tcp"}
+
+
+def test_app_processes_run_as_10001(host: testinfra.host.Host) -> None:
+    uids = {line.split()[1] for line in run_ok(host, f"docker top {APP} -eo pid,uid,comm").splitlines()[1:]}
+    assert uids == {"10001"}
+
+
+def test_data_volume_writable_by_the_app(host: testinfra.host.Host) -> None:
+    run_ok(host, f"docker exec {APP} sh -c 'touch /data/.probe && rm /data/.probe'")
+    assert host.run(f"docker exec {APP} touch /app/probe").rc != 0, "root filesystem must be read-only"
+
+
+def test_app_container_confinement(host: testinfra.host.Host) -> None:
+    config = docker_json(host, f"docker inspect -f '{{{{json .HostConfig}}}}' {APP}")
+    assert config["CapDrop"] == ["ALL"]
+    assert "no-new-privileges:true" in config["SecurityOpt"]
+    assert config["ReadonlyRootfs"] is True
+    assert config["PidsLimit"] == 256
+    assert config["Memory"] == 1024**3
+    assert config["Privileged"] is False
+
+
+def test_db_not_published_and_api_on_loopback_only(host: testinfra.host.Host) -> None:
+    db_ports = docker_json(host, f"docker inspect -f '{{{{json .NetworkSettings.Ports}}}}' {DB}")
+    assert all(binding is None for binding in db_ports.values())
+    app_ports = docker_json(host, f"docker inspect -f '{{{{json .NetworkSettings.Ports}}}}' {APP}")
+    assert app_ports["8080/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "8080"}]
+
+
+@pytest.mark.parametrize(
+    ("path", "owner"),
+    [("db_password", 70), ("app_config", 10001), ("hyperliquid_private_key", 10001)],
+)
+def test_secret_files_0400_owned_by_their_reader(host: testinfra.host.Host, path: str, owner: int) -> None:
+    secret = host.file(f"{PROJECT}/secrets/{path}")
+    assert secret.mode == 0o400
+    assert secret.uid == owner
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        f"docker inspect {APP} {DB}",
+        f"{COMPOSE} config",
+        f"docker logs {APP} 2>&1; docker logs {DB} 2>&1",
+        "ps auxww",
+        "docker history --no-trunc $(docker inspect -f '{{.Image}}' " + APP + ")",
+        f"cat {PROJECT}/compose.yaml {PROJECT}/build/Dockerfile {PROJECT}/build/entrypoint.sh",
+    ],
+)
+def test_secrets_absent(host: testinfra.host.Host, where: str) -> None:
+    out = run_ok(host, where)
+    for secret in SECRETS:
+        assert secret not in out
+
+
+def test_hypertables_exist(host: testinfra.host.Host) -> None:
+    query = "'SELECT hypertable_name FROM timescaledb_information.hypertables ORDER BY 1'"
+    out = run_ok(host, COMPOSE + " exec -T db psql -U algo -d algo_trade -tAc " + query)
+    assert out.split() == ["backtest_results", "fills", "ohlcv", "trades"]
+
+
+# --- Disruptive tests: each leaves the stack healthy. --------------------------
+
+
+def test_compose_stop_is_clean(host: testinfra.host.Host) -> None:
+    run_ok(host, f"{COMPOSE} stop")
+    try:
+        assert run_ok(host, f"docker inspect -f '{{{{.State.ExitCode}}}}' {APP}").strip() == "0"
+        logs = run_ok(host, f"docker logs {APP} 2>&1")
+        for line in (
+            "Received SIGTERM, initiating graceful shutdown",
+            "Shutting down all bots...",
+            "Trading system daemon stopped",
+        ):
+            assert line in logs
+    finally:
+        run_ok(host, f"{COMPOSE} up -d --wait")
+    db_logs = run_ok(host, f"docker logs --since 2m {DB} 2>&1")
+    assert "database system was shut down at" in db_logs
+    assert "not properly shut down" not in db_logs
+    assert "automatic recovery" not in db_logs
+
+
+def test_bot_survives_compose_down_up_and_a_host_restart(host: testinfra.host.Host) -> None:
+    name = f"survivor-{int(time.time())}"
+    api(host, "POST", "/api/bots", {"name": name, "symbol": "ETH"})
+    run_ok(host, f"{COMPOSE} down")
+    run_ok(host, f"{COMPOSE} up -d --wait")
+    assert name in api(host, "GET", "/api/bots")
+    subprocess.run(["docker", "restart", "stack-a"], check=True, capture_output=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and host.run("docker info").rc != 0:
+        time.sleep(2)
+    wait_healthy(host)
+    assert name in api(host, "GET", "/api/bots")
+
+
+def test_failed_release_keeps_the_previous_one_running(host: testinfra.host.Host, tmp_path: Path) -> None:
+    """A release whose daemon cannot start: previous image back, healthy, host failed with logs.
+
+    Run with -vvv --diff, the same run shows that no secret reaches Ansible's output.
+    """
+    running = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
+    broken = tmp_path / "sample-app"
+    shutil.copytree(VARS["sample_app_dir"], broken)
+    main = broken / "crates" / "cli" / "src" / "main.rs"
+    main.write_text(
+        main.read_text().replace(
+            'Some("run") => daemon::run(),',
+            'Some("run") => { eprintln!("sample fault: refusing to start"); ExitCode::from(3) }',
+        )
+    )
+    result = ansible_playbook(
+        REPO / "molecule" / "stack" / "converge.yml",
+        INVENTORY,
+        "-vvv",
+        "--diff",
+        extra_vars={"stack_source_dir": str(broken), "stack_health_timeout": 60},
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"Put back: {running}, running and healthy." in out
+    assert "sample fault: refusing to start" in out
+    for secret in SECRETS:
+        assert secret not in out
+    wait_healthy(host, timeout=30)
+    assert run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip() == running
+    assert api(host, "GET", "/api/bots").startswith("200 sample-2")
