@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import testinfra.host
 import testinfra.utils.ansible_runner
-from testlib import REPO, ansible_playbook, docker_json, run_ok
+from testlib import REPO, ansible_playbook, docker_json, recap, run_ok
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
@@ -184,6 +184,17 @@ def test_hypertables_exist(host: testinfra.host.Host) -> None:
     query = "'SELECT hypertable_name FROM timescaledb_information.hypertables ORDER BY 1'"
     out = run_ok(host, COMPOSE + " exec -T db psql -U algo -d algo_trade -tAc " + query)
     assert out.split() == ["backtest_results", "fills", "ohlcv", "trades"]
+
+
+def test_check_mode_on_the_deployed_host_reports_no_change(host: testinfra.host.Host) -> None:
+    started = run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}")
+    result = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY, "--check", "--diff")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert recap(result, "stack-a")["changed"] == 0
+    for secret in SECRETS:
+        assert secret not in out
+    assert run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}") == started
 
 
 # --- Disruptive tests: each leaves the stack healthy. --------------------------

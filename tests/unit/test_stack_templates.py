@@ -1,0 +1,89 @@
+"""The stack role's build templates, rendered the way the role renders them.
+
+Covers the paths the test bed cannot run (Docker's official images, ttyd's release
+download, the cargo-chef strategy) and lints the rendered entrypoint.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from testlib import REPO
+
+ROLE = REPO / "roles" / "stack"
+
+
+def render(template: str, tmp_path: Path, **overrides: object) -> str:
+    out = tmp_path / template.removesuffix(".j2")
+    extra = {"__stack_arch": "x86_64", "stack_ttyd_release_url": "https://mirror.example/ttyd", **overrides}
+    result = subprocess.run(
+        [
+            "ansible",
+            "localhost",
+            "-m",
+            "ansible.builtin.template",
+            "-a",
+            f"src={ROLE / 'templates' / template} dest={out}",
+            "-e",
+            f"@{ROLE / 'defaults' / 'main.yml'}",
+            "-e",
+            f"@{ROLE / 'vars' / 'main.yml'}",
+            "-e",
+            json.dumps(extra),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out.read_text()
+
+
+def test_dockerfile_defaults_cache_mounts_and_checked_ttyd_release(tmp_path: Path) -> None:
+    dockerfile = render("Dockerfile.j2", tmp_path)
+    assert "# syntax=" not in dockerfile.lower()
+    assert "FROM rust:1.91.1-trixie AS builder" in dockerfile
+    assert "--mount=type=cache,id=algo-trade-target,target=/src/target" in dockerfile
+    assert "cargo build --release --locked --bin algo-trade" in dockerfile
+    assert "FROM debian:trixie-slim AS runtime" in dockerfile
+    assert (
+        "ADD --checksum=sha256:8a217c968aba172e0dbf3f34447218dc015bc4d5e59bf51db2f2cd12b7be4f55 "
+        "https://mirror.example/ttyd/1.7.7/ttyd.x86_64 /usr/local/bin/ttyd"
+    ) in dockerfile
+    assert "USER 10001:10001" in dockerfile
+    assert "STOPSIGNAL SIGTERM" in dockerfile
+    assert "HEALTHCHECK" in dockerfile
+    assert 'ENTRYPOINT ["/usr/bin/tini", "--"' in dockerfile
+
+
+def test_dockerfile_cargo_chef_strategy(tmp_path: Path) -> None:
+    dockerfile = render("Dockerfile.j2", tmp_path, stack_build_strategy="cargo-chef")
+    assert "FROM chef AS planner" in dockerfile
+    assert "cargo chef prepare --recipe-path recipe.json" in dockerfile
+    assert "cargo chef cook --release --locked --recipe-path recipe.json" in dockerfile
+    assert "RUSTC_WRAPPER=sccache" in dockerfile
+    assert "COPY --from=builder /out/algo-trade /usr/local/bin/algo-trade" in dockerfile
+
+
+@pytest.mark.parametrize(
+    ("source", "line"), [("file", "COPY --chmod=0755 ttyd /usr/local/bin/ttyd"), ("image", None)]
+)
+def test_dockerfile_other_ttyd_sources(tmp_path: Path, source: str, line: str | None) -> None:
+    dockerfile = render("Dockerfile.j2", tmp_path, stack_ttyd_source=source)
+    assert "ADD --checksum" not in dockerfile
+    if line:
+        assert line in dockerfile
+    else:
+        assert "/usr/local/bin/ttyd" not in dockerfile
+
+
+def test_rendered_entrypoint_is_shellcheck_clean(tmp_path: Path) -> None:
+    entrypoint = render("entrypoint.sh.j2", tmp_path)
+    result = subprocess.run(
+        ["shellcheck", "-s", "bash", "-"], input=entrypoint, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout
