@@ -12,15 +12,17 @@ SCENARIO ?= docker
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-demo: setup ## Provision a throwaway local host (a container) with the collection
+demo: setup ## Deploy the whole stack with the sample app to a throwaway local host
 	ansible-playbook tests/demo/up.yml
-	ansible-playbook -i inventories/demo playbooks/site.yml
+	ansible-playbook -i inventories/demo --vault-id demo@inventories/demo/vault-password.txt playbooks/site.yml
 	@echo
-	@echo "The demo host 'algotrade-demo' (a local container) now runs Docker Engine,"
-	@echo "Compose v2 and buildx from the docker role. The trading stack role is not in"
-	@echo "the collection yet, so the demo stops here. Look around:"
-	@echo "  docker exec -it algotrade-demo docker info"
-	@echo "Remove it with: make demo-destroy"
+	@echo "The demo host 'algotrade-demo' (a local container) runs the trading stack:"
+	@echo "TimescaleDB and the sample algo-trade daemon, built on the host from tests/sample-app."
+	@echo "  API:  docker exec algotrade-demo curl -s http://127.0.0.1:8080/api/bots"
+	@echo "  Add a bot:  docker exec algotrade-demo curl -s -X POST -d '{\"name\":\"demo\"}' http://127.0.0.1:8080/api/bots"
+	@echo "  TUI:  docker exec -it algotrade-demo docker exec -it algo-trade-app-1 algo-trade live-bot-tui   (q quits)"
+	@echo "The web terminal stays inside the app container until remote access (TLS + login) lands."
+	@echo "Remove it all with: make demo-destroy"
 
 demo-destroy: setup ## Remove the throwaway demo host and its data
 	ansible-playbook tests/demo/down.yml

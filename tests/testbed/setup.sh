@@ -12,6 +12,7 @@ python=${PYTHON:-python3}
 suite=${TESTBED_SUITE:-trixie}
 base_image=local/debian:$suite
 busybox_image=local/busybox:test
+archives=$root/.cache/images
 debs=(docker.io debootstrap busybox-static gpg git make shellcheck)
 
 log() { printf '==> %s\n' "$*"; }
@@ -108,6 +109,25 @@ step_images() {
     # The legacy builder needs no buildx plugin and fetches nothing.
     DOCKER_BUILDKIT=0 quietly docker build --build-arg "BASE=$base_image" \
       --label "org.algotrade.recipe=$sum" -t "$image" "$recipe"
+  done
+  step_archives
+}
+
+# Hosts get the images as `docker save` tarballs (the stack role's
+# stack_image_archives), re-exported only when the image changed.
+step_archives() {
+  local name image id
+  mkdir -p "$archives"
+  for name in app-runtime rust-builder timescaledb; do
+    image=local/$name:$suite
+    id=$(docker image inspect -f '{{.Id}}' "$image")
+    if [ -s "$archives/$name.tar" ] && [ "$(cat "$archives/$name.id" 2>/dev/null)" = "$id" ]; then
+      continue
+    fi
+    log "exporting $image to $archives/$name.tar"
+    docker save -o "$archives/$name.tar.part" "$image"
+    mv "$archives/$name.tar.part" "$archives/$name.tar"
+    echo "$id" >"$archives/$name.id"
   done
 }
 
