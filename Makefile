@@ -21,7 +21,9 @@ demo: setup ## Deploy the whole stack with the sample app to a throwaway local h
 	@echo "  API:  docker exec algotrade-demo curl -s http://127.0.0.1:8080/api/bots"
 	@echo "  Add a bot:  docker exec algotrade-demo curl -s -X POST -d '{\"name\":\"demo\"}' http://127.0.0.1:8080/api/bots"
 	@echo "  TUI:  docker exec -it algotrade-demo docker exec -it algo-trade-app-1 algo-trade live-bot-tui   (q quits)"
-	@echo "The web terminal stays inside the app container until remote access (TLS + login) lands."
+	@echo "  Web terminal behind its login (user trader, demo password in the demo vault):"
+	@echo "        docker exec algotrade-demo curl -s -u trader:demo-tui-password-8d2e61c0f5 http://127.0.0.1:7681/"
+	@echo "Both listen on the demo host's loopback only, until the proxy gets TLS."
 	@echo "Remove it all with: make demo-destroy"
 
 demo-destroy: setup ## Remove the throwaway demo host and its data
@@ -32,13 +34,14 @@ test: setup lint unit molecule ## Set up everything and run every check and scen
 setup: ## Install Debian packages, start Docker, build test images, create the venv
 	tests/testbed/setup.sh all
 
-lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, galaxy build
+lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, changelog fragments
 	yamllint --strict .
 	ansible-lint --offline
 	ruff check .
 	ruff format --check .
 	mypy tests molecule tools
-	shellcheck tests/testbed/setup.sh .ci/run
+	shellcheck tests/testbed/setup.sh .ci/run tests/testbed/images/timescaledb/docker-entrypoint.sh
+	antsibull-changelog lint
 
 unit: ## pytest: unit tests and role tests on throwaway hosts
 	pytest tests

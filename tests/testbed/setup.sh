@@ -118,7 +118,7 @@ step_images() {
 step_archives() {
   local name image id
   mkdir -p "$archives"
-  for name in app-runtime rust-builder timescaledb; do
+  for name in app-runtime nginx rust-builder timescaledb; do
     image=local/$name:$suite
     id=$(docker image inspect -f '{{.Id}}' "$image")
     if [ -s "$archives/$name.tar" ] && [ "$(cat "$archives/$name.id" 2>/dev/null)" = "$id" ]; then

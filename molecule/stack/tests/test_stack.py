@@ -25,26 +25,29 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_ho
 
 PROJECT = "/opt/algo-trade"
 COMPOSE = f"docker compose --project-directory {PROJECT}"
-APP, DB = "algo-trade-app-1", "algo-trade-db-1"
+APP, DB, PROXY = "algo-trade-app-1", "algo-trade-db-1", "algo-trade-proxy-1"
 VARS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables("stack-a")
-SECRETS = [VARS["stack_db_password"], VARS["stack_hyperliquid_private_key"]]
+SECRETS = [VARS["stack_db_password"], VARS["stack_hyperliquid_private_key"], VARS["stack_tui_password"]]
+LOGIN = f"{VARS['stack_tui_user']}:{VARS['stack_tui_password']}"
 
-# Speaks ttyd's protocol from inside the app container (where ttyd listens, on
-# loopback): prints the HTTP status without the auth header, then (base64) what the
-# terminal sent in its first seconds with it. Runs on the stand-in's Python and tornado.
+# Speaks ttyd's protocol to the proxy published on the host's loopback, from the
+# host: prints the WebSocket upgrade's status without the login, then (base64) what
+# the terminal sent in its first seconds with it. Runs on Python and tornado, which
+# the test bed host gets for this test (python3-tornado).
 WS_CLIENT = r"""
-import asyncio, base64, json
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+import asyncio, base64, json, sys
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 async def main():
-    url = "http://127.0.0.1:7681/"
+    url = "ws://127.0.0.1:7681/ws"
     try:
-        await AsyncHTTPClient().fetch(url)
-        print("no-header-status-200")
+        await websocket_connect(HTTPRequest(url), subprotocols=["tty"])
+        print("no-login-status-101")
     except HTTPClientError as e:
-        print(f"no-header-status-{e.code}")
-    req = HTTPRequest("ws://127.0.0.1:7681/ws", headers={"X-WEBAUTH-USER": "tester"})
+        print(f"no-login-status-{e.code}")
+    login = base64.b64encode(sys.argv[1].encode()).decode()
+    req = HTTPRequest(url, headers={"Authorization": "Basic " + login})
     ws = await websocket_connect(req, subprotocols=["tty"])
     await ws.write_message(json.dumps({"AuthToken": "", "columns": 100, "rows": 30}).encode(), binary=True)
     screen = b""
@@ -83,7 +86,7 @@ def wait_healthy(host: testinfra.host.Host, timeout: int = 180) -> None:
     while time.time() < deadline:
         states = {
             c: host.run(f"docker inspect -f '{{{{.State.Health.Status}}}}' {c}").stdout.strip()
-            for c in (APP, DB)
+            for c in (APP, DB, PROXY)
         }
         if set(states.values()) == {"healthy"}:
             return
@@ -117,9 +120,29 @@ def test_previous_build_is_kept_for_rollback(host: testinfra.host.Host) -> None:
     assert len(tags) >= 2
 
 
-def test_web_terminal_serves_the_tui_and_refuses_without_credential(host: testinfra.host.Host) -> None:
-    status, output = run_ok(host, f"docker exec -i {APP} python3 - <<'EOF'\n{WS_CLIENT}\nEOF").split()
-    assert status == "no-header-status-401"
+@pytest.fixture(scope="module")
+def ws_client(host: testinfra.host.Host) -> str:
+    if not host.package("python3-tornado").is_installed:
+        run_ok(host, "apt-get install -y -qq --no-install-recommends python3-tornado")
+    host.run("cat > /root/ws_client.py <<'EOF'\n" + WS_CLIENT + "\nEOF")
+    return "python3 /root/ws_client.py"
+
+
+def test_web_terminal_refuses_a_client_without_the_login(host: testinfra.host.Host) -> None:
+    status = run_ok(host, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:7681/")
+    assert status == "401"
+    assert (
+        run_ok(host, f"curl -s -o /dev/null -w '%{{http_code}}' -u {LOGIN} http://127.0.0.1:7681/") == "200"
+    )
+    wrong = run_ok(
+        host, "curl -s -o /dev/null -w '%{http_code}' -u trader:wrong-password http://127.0.0.1:7681/"
+    )
+    assert wrong == "401"
+
+
+def test_web_terminal_serves_the_tui_over_its_websocket(host: testinfra.host.Host, ws_client: str) -> None:
+    status, output = run_ok(host, f"{ws_client} {LOGIN}").split()
+    assert status == "no-login-status-401"
     # A real terminal emulator turns the byte stream into the screen a person sees.
     screen = pyte.Screen(100, 30)
     pyte.ByteStream(screen).feed(base64.b64decode(output))
@@ -128,9 +151,13 @@ def test_web_terminal_serves_the_tui_and_refuses_without_credential(host: testin
     assert "q quit" in text, text
 
 
-def test_web_terminal_is_not_published(host: testinfra.host.Host) -> None:
+def test_ttyd_is_reachable_only_through_the_proxy(host: testinfra.host.Host) -> None:
     ports = docker_json(host, f"docker inspect -f '{{{{json .NetworkSettings.Ports}}}}' {APP}")
     assert set(ports) == {"8080/tcp"}
+    proxy = docker_json(host, f"docker inspect -f '{{{{json .NetworkSettings.Ports}}}}' {PROXY}")
+    assert proxy == {"7681/tcp": [{"HostIp": "127.0.0.1", "HostPort": "7681"}]}
+    # No TCP listener for ttyd in the app container: only the shared UNIX socket.
+    assert ":1E01 " not in run_ok(host, f"docker exec {APP} cat /proc/net/tcp /proc/net/tcp6")
 
 
 def test_app_processes_run_as_10001(host: testinfra.host.Host) -> None:
@@ -162,7 +189,7 @@ def test_db_not_published_and_api_on_loopback_only(host: testinfra.host.Host) ->
 
 @pytest.mark.parametrize(
     ("path", "owner"),
-    [("db_password", 70), ("app_config", 10001), ("hyperliquid_private_key", 10001)],
+    [("db_password", 70), ("app_config", 10001), ("hyperliquid_private_key", 10001), ("tui_htpasswd", 101)],
 )
 def test_secret_files_0400_owned_by_their_reader(host: testinfra.host.Host, path: str, owner: int) -> None:
     secret = host.file(f"{PROJECT}/secrets/{path}")
@@ -173,12 +200,13 @@ def test_secret_files_0400_owned_by_their_reader(host: testinfra.host.Host, path
 @pytest.mark.parametrize(
     "where",
     [
-        f"docker inspect {APP} {DB}",
+        f"docker inspect {APP} {DB} {PROXY}",
         f"{COMPOSE} config",
-        f"docker logs {APP} 2>&1; docker logs {DB} 2>&1",
+        f"docker logs {APP} 2>&1; docker logs {DB} 2>&1; docker logs {PROXY} 2>&1",
         "ps auxww",
         "docker history --no-trunc $(docker inspect -f '{{.Image}}' " + APP + ")",
-        f"cat {PROJECT}/compose.yaml {PROJECT}/build/Dockerfile {PROJECT}/build/entrypoint.sh",
+        f"cat {PROJECT}/compose.yaml {PROJECT}/build/Dockerfile {PROJECT}/build/entrypoint.sh"
+        f" {PROJECT}/proxy/nginx.conf {PROJECT}/secrets/tui_htpasswd",
     ],
 )
 def test_secrets_absent(host: testinfra.host.Host, where: str) -> None:
@@ -271,3 +299,27 @@ def test_failed_release_keeps_the_previous_one_running(host: testinfra.host.Host
     wait_healthy(host, timeout=30)
     assert run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip() == running
     assert api(host, "GET", "/api/bots").startswith("200 sample-2")
+
+
+def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.Host) -> None:
+    """stack_source: git, from a repository on the host (file://): the revision goes live."""
+    repo = "/srv/sample-app.git"
+    host.run(f"rm -rf {repo} /tmp/sample-work")
+    run_ok(host, f"cp -r {PROJECT}/build/src /tmp/sample-work")
+    run_ok(
+        host,
+        "cd /tmp/sample-work && rm -f .algotrade-source"
+        " && sed -i 's/^pub const VERSION.*/pub const VERSION: \\&str = \"sample-git\";/'"
+        " crates/cli/src/main.rs"
+        " && git init -q -b main . && git add -A"
+        " && git -c user.name=t -c user.email=t@example.invalid commit -qm sample"
+        f" && git clone -q --bare . {repo}",
+    )
+    result = ansible_playbook(
+        REPO / "molecule" / "stack" / "converge.yml",
+        INVENTORY,
+        extra_vars={"stack_source": "git", "stack_source_git_repo": f"file://{repo}"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    wait_healthy(host, timeout=30)
+    assert api(host, "GET", "/api/bots").startswith("200 sample-git")
