@@ -304,11 +304,13 @@ def test_failed_release_keeps_the_previous_one_running(host: testinfra.host.Host
 def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.Host) -> None:
     """stack_source: git, from a repository on the host (file://): the revision goes live."""
     repo = "/srv/sample-app.git"
-    host.run(f"rm -rf {repo} /tmp/sample-work")
-    run_ok(host, f"cp -r {PROJECT}/build/src /tmp/sample-work")
+    host.run(f"rm -rf {repo} /srv/sample-work")
+    subprocess.run(
+        ["docker", "cp", VARS["sample_app_dir"], "stack-a:/srv/sample-work"], check=True, capture_output=True
+    )
     run_ok(
         host,
-        "cd /tmp/sample-work && rm -f .algotrade-source"
+        "cd /srv/sample-work && rm -rf .algotrade-source .git"
         " && sed -i 's/^pub const VERSION.*/pub const VERSION: \\&str = \"sample-git\";/'"
         " crates/cli/src/main.rs"
         " && git init -q -b main . && git add -A"
@@ -320,6 +322,7 @@ def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.H
         INVENTORY,
         extra_vars={"stack_source": "git", "stack_source_git_repo": f"file://{repo}"},
     )
-    assert result.returncode == 0, result.stdout[-3000:]
+    failure = result.stdout[result.stdout.find("fatal:") :] if "fatal:" in result.stdout else ""
+    assert result.returncode == 0, failure[:4000] or result.stdout[-3000:]
     wait_healthy(host, timeout=30)
     assert api(host, "GET", "/api/bots").startswith("200 sample-git")
