@@ -36,7 +36,7 @@ setup: ## Install Debian packages, start Docker, build test images, create the v
 
 lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, changelog fragments
 	yamllint --strict .
-	ansible-lint --offline
+	ANSIBLE_VAULT_IDENTITY_LIST=demo@inventories/demo/vault-password.txt ansible-lint --offline
 	ruff check .
 	ruff format --check .
 	mypy tests molecule tools
