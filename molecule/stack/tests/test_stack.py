@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -271,6 +272,9 @@ def test_bot_survives_compose_down_up_and_a_host_restart(host: testinfra.host.Ho
 def test_failed_release_keeps_the_previous_one_running(host: testinfra.host.Host, tmp_path: Path) -> None:
     """A release whose daemon cannot start: previous image back, healthy, host failed with logs.
 
+    Two swaps happen (to the new image, back to the previous one): at no moment do two
+    app containers run.
+
     Run with -vvv --diff, the same run shows that no secret reaches Ansible's output.
     """
     running = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
@@ -283,13 +287,45 @@ def test_failed_release_keeps_the_previous_one_running(host: testinfra.host.Host
             'Some("run") => { eprintln!("sample fault: refusing to start"); ExitCode::from(3) }',
         )
     )
-    result = ansible_playbook(
-        REPO / "molecule" / "stack" / "converge.yml",
-        INVENTORY,
-        "-vvv",
-        "--diff",
-        extra_vars={"stack_source_dir": str(broken), "stack_health_timeout": 60},
-    )
+    # Meanwhile, count the running app containers: never two trading daemons at once.
+    most_at_once = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal most_at_once
+        while not done.is_set():
+            listing = subprocess.run(
+                [
+                    "docker",
+                    "exec",
+                    "stack-a",
+                    "docker",
+                    "ps",
+                    "-q",
+                    "--filter",
+                    "label=com.docker.compose.service=app",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.split()
+            most_at_once = max(most_at_once, len(listing))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = ansible_playbook(
+            REPO / "molecule" / "stack" / "converge.yml",
+            INVENTORY,
+            "-vvv",
+            "--diff",
+            extra_vars={"stack_source_dir": str(broken), "stack_health_timeout": 60},
+        )
+    finally:
+        done.set()
+        watcher.join()
+    assert most_at_once == 1
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert f"Put back: {running}, running and healthy." in out
