@@ -14,7 +14,7 @@ help: ## List the targets
 
 demo: setup ## Deploy the whole stack with the sample app to a throwaway local host
 	ansible-playbook tests/demo/up.yml
-	ansible-playbook -i inventories/demo --vault-id demo@inventories/demo/vault-password.txt playbooks/site.yml
+	ansible-playbook -i inventories/demo --vault-id demo@inventories/demo/demo-vault-password.txt playbooks/site.yml
 	@echo
 	@echo "The demo host 'algotrade-demo' (a local container) runs the trading stack:"
 	@echo "TimescaleDB and the sample algo-trade daemon, built on the host from tests/sample-app."
@@ -36,7 +36,7 @@ setup: ## Install Debian packages, start Docker, build test images, create the v
 
 lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, changelog fragments
 	yamllint --strict .
-	ANSIBLE_VAULT_IDENTITY_LIST=demo@inventories/demo/vault-password.txt ansible-lint --offline
+	ANSIBLE_VAULT_IDENTITY_LIST=demo@inventories/demo/demo-vault-password.txt ansible-lint --offline
 	ruff check .
 	ruff format --check .
 	mypy tests molecule tools
