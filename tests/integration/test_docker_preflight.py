@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from testlib import ansible_playbook
+from testlib import REPO, ansible_playbook
 
 PLAYBOOK = Path(__file__).parent / "playbooks" / "described_host.yml"
 
@@ -80,3 +80,53 @@ def test_preflight_refuses(
     assert "changed=0" in out
     # Refused in preflight, before the host is even read.
     assert "List installed packages" not in out
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "expected"),
+    [
+        pytest.param(
+            {"stack_db_password": "changeme-0123456789"},
+            ["stack_db_password must be set (from Ansible Vault)", "openssl rand"],
+            id="placeholder-db-password",
+        ),
+        pytest.param(
+            {"stack_db_password": "a-real-db-password-42", "stack_tui_password": "short"},
+            ["stack_tui_password must be set (from Ansible Vault)", "stack_tui_enabled: false"],
+            id="weak-web-terminal-password",
+        ),
+        pytest.param(
+            {
+                "stack_db_password": "a-real-db-password-42",
+                "stack_tui_password": "a-real-tui-password-42",
+                "stack_api_bind": "192.0.2.10",
+            },
+            ["stack_api_bind=192.0.2.10 would publish the API"],
+            id="api-beyond-loopback",
+        ),
+    ],
+)
+def test_stack_preflight_refuses_bad_input_naming_the_variable(
+    tmp_path: Path, extra_vars: dict[str, str], expected: list[str]
+) -> None:
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("described ansible_connection=local ansible_python_interpreter=python3\n")
+    result = ansible_playbook(
+        PLAYBOOK,
+        inventory,
+        "--check",
+        extra_vars={
+            **extra_vars,
+            "described_role": "algotrade.deploy.stack",
+            "described_facts": DEBIAN_12,
+            "stack_source_dir": str(REPO / "tests" / "sample-app"),
+            "stack_ttyd_source": "image",
+        },
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    for text in expected:
+        assert text in out, f"{text!r} not in:\n{out}"
+    for value in extra_vars.values():
+        if "password" in value:
+            assert value not in out, "a password reached the output"
