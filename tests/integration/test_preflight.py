@@ -1,4 +1,4 @@
-"""Preflight refuses what cannot work, with a message naming the variable and the fix.
+"""Preflight of the docker and stack roles refuses what cannot work, naming the variable and the fix.
 
 The host is the controller itself, described by facts of another platform: each
 refusal must come before the role reads or changes anything on it.
