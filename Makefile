@@ -15,16 +15,16 @@ help: ## List the targets
 demo: setup ## Deploy the whole stack with the sample app to a throwaway local host
 	ansible-playbook tests/demo/up.yml
 	ansible-playbook -i inventories/demo --vault-id demo@inventories/demo/demo-vault-password.txt playbooks/site.yml
-	@echo
-	@echo "The demo host 'algotrade-demo' (a local container) runs the trading stack:"
-	@echo "TimescaleDB and the sample algo-trade daemon, built on the host from tests/sample-app."
-	@echo "  API:  docker exec algotrade-demo curl -s http://127.0.0.1:8080/api/bots"
-	@echo "  Add a bot:  docker exec algotrade-demo curl -s -X POST -d '{\"name\":\"demo\"}' http://127.0.0.1:8080/api/bots"
-	@echo "  TUI:  docker exec -it algotrade-demo docker exec -it algo-trade-app-1 algo-trade live-bot-tui   (q quits)"
-	@echo "  Web terminal behind its login (user trader, demo password in the demo vault):"
-	@echo "        docker exec algotrade-demo curl -s -u trader:demo-tui-password-8d2e61c0f5 http://127.0.0.1:7681/"
-	@echo "Both listen on the demo host's loopback only, until the proxy gets TLS."
-	@echo "Remove it all with: make demo-destroy"
+	@ip=$$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' algotrade-demo); \
+	echo; \
+	echo "The demo host 'algotrade-demo' (a local container, $$ip) runs the trading stack:"; \
+	echo "TimescaleDB and the sample algo-trade daemon, built on the host from tests/sample-app."; \
+	echo "  Web terminal (the bot TUI):  https://$$ip:7681/   user trader, password demo-tui-password-8d2e61c0f5"; \
+	echo "     (a self-signed certificate made on the demo host: let your browser accept it once)"; \
+	echo "  API on the demo host's loopback:  docker exec algotrade-demo curl -s http://127.0.0.1:8080/api/bots"; \
+	echo "  Add a bot:  docker exec algotrade-demo curl -s -X POST -d '{\"name\":\"demo\"}' http://127.0.0.1:8080/api/bots"; \
+	echo "The demo passwords are in the demo vault (inventories/demo), for the demo only."; \
+	echo "Remove it all with: make demo-destroy"
 
 demo-destroy: setup ## Remove the throwaway demo host and its data
 	ansible-playbook tests/demo/down.yml
@@ -39,7 +39,8 @@ lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, changelog 
 	ANSIBLE_VAULT_IDENTITY_LIST=demo@inventories/demo/demo-vault-password.txt ansible-lint --offline
 	ruff check .
 	ruff format --check .
-	mypy tests molecule tools
+	mypy tests tools plugins
+	for d in molecule/*/tests; do mypy "$$d"; done  # one conftest.py per directory
 	shellcheck tests/testbed/setup.sh .ci/run tests/testbed/images/timescaledb/docker-entrypoint.sh
 	antsibull-changelog lint
 

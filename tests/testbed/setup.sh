@@ -13,7 +13,7 @@ suite=${TESTBED_SUITE:-trixie}
 base_image=local/debian:$suite
 busybox_image=local/busybox:test
 archives=$root/.cache/images
-debs=(docker.io debootstrap busybox-static gpg git make shellcheck)
+debs=(docker.io debootstrap busybox-static gpg git make shellcheck chromium)
 
 log() { printf '==> %s\n' "$*"; }
 

@@ -87,3 +87,51 @@ def test_rendered_entrypoint_is_shellcheck_clean(tmp_path: Path) -> None:
         ["shellcheck", "-s", "bash", "-"], input=entrypoint, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout
+
+
+@pytest.fixture(scope="module")
+def proxy_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A certificate, key and login files as the proxy container sees them."""
+    secrets = tmp_path_factory.mktemp("secrets")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-subj", "/CN=unit", "-days", "1", "-keyout", str(secrets / "tls_private_key"),
+         "-out", str(secrets / "tls_certificate")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    for name in ("tui_htpasswd", "api_htpasswd"):
+        (secrets / name).write_text("user:$6$salt$hash\n")
+    for path in secrets.iterdir():
+        path.chmod(0o444)
+    return secrets
+
+
+@pytest.mark.parametrize(
+    ("tui", "api_remote"), [(True, False), (True, True), (False, True)], ids=["tui", "tui+api", "api"]
+)
+def test_proxy_config_is_accepted_by_nginx(
+    tmp_path: Path, proxy_files: Path, tui: bool, api_remote: bool
+) -> None:
+    conf = render(
+        "nginx.conf.j2",
+        tmp_path,
+        stack_tui_enabled=tui,
+        stack_api_remote=api_remote,
+        stack_allowed_origins=["https://trading.example.org:7681"],
+        __stack_edge_subnet="172.30.0.0/16",
+    )
+    assert "deny all;" in conf
+    assert "allow 172.30.0.0/16;" in conf
+    assert ("tui_htpasswd" in conf) is tui
+    assert ("api_htpasswd" in conf) is api_remote
+    mounts = [
+        "-v",
+        f"{tmp_path / 'nginx.conf'}:/etc/nginx/nginx.conf:ro",
+        "-v",
+        f"{proxy_files}:/run/secrets:ro",
+    ]
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--network", "none", *mounts, "local/nginx:trixie", "nginx", "-t"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr

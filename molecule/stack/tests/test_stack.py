@@ -1,13 +1,11 @@
 """The stack on a Debian 13 host: built there, healthy, confined, secret-tight, durable.
 
-Tests that stop, restart or redeploy run last (file order) and leave the stack healthy.
+Tests that stop, restart or redeploy are marked disruptive: they run last and leave
+the stack healthy.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 import re
 import shutil
 import subprocess
@@ -15,85 +13,24 @@ import threading
 import time
 from pathlib import Path
 
-import pyte
 import pytest
 import testinfra.host
-import testinfra.utils.ansible_runner
+from stackenv import (
+    APP,
+    COMPOSE,
+    DB,
+    INVENTORY,
+    PROJECT,
+    PROXY,
+    SECRETS,
+    STACK_HOSTS,
+    VARS,
+    api,
+    wait_healthy,
+)
 from testlib import REPO, ansible_playbook, docker_json, recap, run_ok
 
-INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
-testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
-
-PROJECT = "/opt/algo-trade"
-COMPOSE = f"docker compose --project-directory {PROJECT}"
-APP, DB, PROXY = "algo-trade-app-1", "algo-trade-db-1", "algo-trade-proxy-1"
-VARS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables("stack-a")
-SECRETS = [VARS["stack_db_password"], VARS["stack_hyperliquid_private_key"], VARS["stack_tui_password"]]
-LOGIN = f"{VARS['stack_tui_user']}:{VARS['stack_tui_password']}"
-
-# Speaks ttyd's protocol to the proxy published on the host's loopback, from the
-# host: prints the WebSocket upgrade's status without the login, then (base64) what
-# the terminal sent in its first seconds with it. Runs on Python and tornado, which
-# the test bed host gets for this test (python3-tornado).
-WS_CLIENT = r"""
-import asyncio, base64, json, sys
-from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import websocket_connect
-
-async def main():
-    url = "ws://127.0.0.1:7681/ws"
-    try:
-        await websocket_connect(HTTPRequest(url), subprotocols=["tty"])
-        print("no-login-status-101")
-    except HTTPClientError as e:
-        print(f"no-login-status-{e.code}")
-    login = base64.b64encode(sys.argv[1].encode()).decode()
-    req = HTTPRequest(url, headers={"Authorization": "Basic " + login})
-    ws = await websocket_connect(req, subprotocols=["tty"])
-    await ws.write_message(json.dumps({"AuthToken": "", "columns": 100, "rows": 30}).encode(), binary=True)
-    screen = b""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + 4
-    while loop.time() < end:
-        try:
-            msg = await asyncio.wait_for(ws.read_message(), 1)
-        except asyncio.TimeoutError:
-            continue
-        if msg is None:
-            break
-        if msg[:1] == b"0":
-            screen += msg[1:]
-    print(base64.b64encode(screen).decode())
-
-asyncio.run(main())
-"""
-
-
-def api(host: testinfra.host.Host, method: str, path: str, body: dict[str, str] | None = None) -> str:
-    """HTTP to the API from the host itself (where it is published on loopback)."""
-    script = (
-        "import json,sys,urllib.request as u;"
-        f"r=u.Request('http://127.0.0.1:8080{path}',method='{method}',"
-        f"data={json.dumps(body).encode() if body else None!r},"
-        "headers={'Content-Type':'application/json'});"
-        "x=u.urlopen(r);print(x.status,x.headers['X-Algo-Trade-Version']);print(x.read().decode())"
-    )
-    return run_ok(host, f"python3 -c {json.dumps(script)}")
-
-
-def wait_healthy(host: testinfra.host.Host, timeout: int = 180) -> None:
-    deadline = time.time() + timeout
-    states: dict[str, str] = {}
-    while time.time() < deadline:
-        states = {
-            c: host.run(f"docker inspect -f '{{{{.State.Health.Status}}}}' {c}").stdout.strip()
-            for c in (APP, DB, PROXY)
-        }
-        if set(states.values()) == {"healthy"}:
-            return
-        time.sleep(2)
-    logs = host.run(f"{COMPOSE} logs --tail 30").stdout
-    raise AssertionError(f"not healthy: {states}\n{logs}")
+testinfra_hosts = STACK_HOSTS
 
 
 def test_every_service_healthy(host: testinfra.host.Host) -> None:
@@ -121,42 +58,18 @@ def test_previous_build_is_kept_for_rollback(host: testinfra.host.Host) -> None:
     assert len(tags) >= 2
 
 
-@pytest.fixture(scope="module")
-def ws_client(host: testinfra.host.Host) -> str:
-    if not host.package("python3-tornado").is_installed:
-        run_ok(host, "apt-get install -y -qq --no-install-recommends python3-tornado")
-    host.run("cat > /root/ws_client.py <<'EOF'\n" + WS_CLIENT + "\nEOF")
-    return "python3 /root/ws_client.py"
-
-
-def test_web_terminal_refuses_a_client_without_the_login(host: testinfra.host.Host) -> None:
-    status = run_ok(host, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:7681/")
-    assert status == "401"
-    assert (
-        run_ok(host, f"curl -s -o /dev/null -w '%{{http_code}}' -u {LOGIN} http://127.0.0.1:7681/") == "200"
-    )
-    wrong = run_ok(
-        host, "curl -s -o /dev/null -w '%{http_code}' -u trader:wrong-password http://127.0.0.1:7681/"
-    )
-    assert wrong == "401"
-
-
-def test_web_terminal_serves_the_tui_over_its_websocket(host: testinfra.host.Host, ws_client: str) -> None:
-    status, output = run_ok(host, f"{ws_client} {LOGIN}").split()
-    assert status == "no-login-status-401"
-    # A real terminal emulator turns the byte stream into the screen a person sees.
-    screen = pyte.Screen(100, 30)
-    pyte.ByteStream(screen).feed(base64.b64decode(output))
-    text = "\n".join(screen.display)
-    assert "algo-trade live bot TUI sample-2" in text, text
-    assert "q quit" in text, text
-
-
-def test_ttyd_is_reachable_only_through_the_proxy(host: testinfra.host.Host) -> None:
-    ports = docker_json(host, f"docker inspect -f '{{{{json .NetworkSettings.Ports}}}}' {APP}")
-    assert set(ports) == {"8080/tcp"}
-    proxy = docker_json(host, f"docker inspect -f '{{{{json .NetworkSettings.Ports}}}}' {PROXY}")
-    assert proxy == {"7681/tcp": [{"HostIp": "127.0.0.1", "HostPort": "7681"}]}
+def test_only_the_proxy_publishes_ports(host: testinfra.host.Host) -> None:
+    """With stack_api_remote, the API too goes through the proxy; ttyd never has a port."""
+    app = docker_json(host, f"docker inspect -f '{{{{json .HostConfig.PortBindings}}}}' {APP}")
+    assert app == {}
+    proxy = docker_json(host, f"docker inspect -f '{{{{json .HostConfig.PortBindings}}}}' {PROXY}")
+    address = host.ansible("setup", "gather_subset=!all,network")["ansible_facts"]["ansible_default_ipv4"][
+        "address"
+    ]
+    assert proxy == {
+        "7681/tcp": [{"HostIp": address, "HostPort": "7681"}],
+        "8443/tcp": [{"HostIp": VARS["stack_api_bind"], "HostPort": "8080"}],
+    }
     # No TCP listener for ttyd in the app container: only the shared UNIX socket.
     assert ":1E01 " not in run_ok(host, f"docker exec {APP} cat /proc/net/tcp /proc/net/tcp6")
 
@@ -181,19 +94,30 @@ def test_app_container_confinement(host: testinfra.host.Host) -> None:
     assert config["Privileged"] is False
 
 
-def test_db_not_published_and_api_on_loopback_only(host: testinfra.host.Host) -> None:
+def test_db_not_published(host: testinfra.host.Host) -> None:
     db_ports = docker_json(host, f"docker inspect -f '{{{{json .NetworkSettings.Ports}}}}' {DB}")
     assert all(binding is None for binding in db_ports.values())
-    app_ports = docker_json(host, f"docker inspect -f '{{{{json .NetworkSettings.Ports}}}}' {APP}")
-    assert app_ports["8080/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "8080"}]
+
+
+def test_proxy_reaches_the_app_but_not_the_database(host: testinfra.host.Host) -> None:
+    networks = docker_json(host, f"docker inspect -f '{{{{json .NetworkSettings.Networks}}}}' {PROXY}")
+    assert sorted(networks) == ["algo-trade-edge", "algo-trade_api"]
+    assert host.run(f"docker exec {PROXY} getent hosts db").rc != 0
 
 
 @pytest.mark.parametrize(
     ("path", "owner"),
-    [("db_password", 70), ("app_config", 10001), ("hyperliquid_private_key", 10001), ("tui_htpasswd", 101)],
+    [
+        ("secrets/db_password", 70),
+        ("secrets/app_config", 10001),
+        ("secrets/hyperliquid_private_key", 10001),
+        ("secrets/tui_htpasswd", 101),
+        ("secrets/api_htpasswd", 101),
+        ("tls/private_key.pem", 0),
+    ],
 )
 def test_secret_files_0400_owned_by_their_reader(host: testinfra.host.Host, path: str, owner: int) -> None:
-    secret = host.file(f"{PROJECT}/secrets/{path}")
+    secret = host.file(f"{PROJECT}/{path}")
     assert secret.mode == 0o400
     assert secret.uid == owner
 
@@ -207,7 +131,7 @@ def test_secret_files_0400_owned_by_their_reader(host: testinfra.host.Host, path
         "ps auxww",
         "docker history --no-trunc $(docker inspect -f '{{.Image}}' " + APP + ")",
         f"cat {PROJECT}/compose.yaml {PROJECT}/build/Dockerfile {PROJECT}/build/entrypoint.sh"
-        f" {PROJECT}/proxy/nginx.conf {PROJECT}/secrets/tui_htpasswd",
+        f" {PROJECT}/proxy/nginx.conf {PROJECT}/secrets/tui_htpasswd {PROJECT}/secrets/api_htpasswd",
     ],
 )
 def test_secrets_absent(host: testinfra.host.Host, where: str) -> None:
@@ -233,9 +157,10 @@ def test_check_mode_on_the_deployed_host_reports_no_change(host: testinfra.host.
     assert run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}") == started
 
 
-# --- Disruptive tests: each leaves the stack healthy. --------------------------
+# --- Disruptive tests (run last): each leaves the stack healthy. ---------------
 
 
+@pytest.mark.disruptive
 def test_compose_stop_is_clean(host: testinfra.host.Host) -> None:
     run_ok(host, f"{COMPOSE} stop")
     try:
@@ -255,20 +180,17 @@ def test_compose_stop_is_clean(host: testinfra.host.Host) -> None:
     assert "automatic recovery" not in db_logs
 
 
-def test_bot_survives_compose_down_up_and_a_host_restart(host: testinfra.host.Host) -> None:
+@pytest.mark.disruptive
+def test_bot_survives_compose_down_up(host: testinfra.host.Host) -> None:
+    """A host restart is in test_faults.py."""
     name = f"survivor-{int(time.time())}"
     api(host, "POST", "/api/bots", {"name": name, "symbol": "ETH"})
     run_ok(host, f"{COMPOSE} down")
     run_ok(host, f"{COMPOSE} up -d --wait")
     assert name in api(host, "GET", "/api/bots")
-    subprocess.run(["docker", "restart", "stack-a"], check=True, capture_output=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and host.run("docker info").rc != 0:
-        time.sleep(2)
-    wait_healthy(host)
-    assert name in api(host, "GET", "/api/bots")
 
 
+@pytest.mark.disruptive
 def test_failed_release_keeps_the_previous_one_running(host: testinfra.host.Host, tmp_path: Path) -> None:
     """A release whose daemon cannot start: previous image back, healthy, host failed with logs.
 
@@ -337,6 +259,7 @@ def test_failed_release_keeps_the_previous_one_running(host: testinfra.host.Host
     assert api(host, "GET", "/api/bots").startswith("200 sample-2")
 
 
+@pytest.mark.disruptive
 def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.Host) -> None:
     """stack_source: git, from a repository on the host (file://): the revision goes live."""
     repo = "/srv/sample-app.git"

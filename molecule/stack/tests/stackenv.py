@@ -1,0 +1,79 @@
+"""What the stack scenario's tests share: names, test secrets, and small probes."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import testinfra
+import testinfra.host
+import testinfra.utils.ansible_runner
+from testlib import run_ok
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
+STACK_HOSTS = RUNNER.get_hosts("stack")
+VARS = RUNNER.get_variables("stack-a")
+
+PROJECT = "/opt/algo-trade"
+COMPOSE = f"docker compose --project-directory {PROJECT}"
+APP, DB, PROXY = "algo-trade-app-1", "algo-trade-db-1", "algo-trade-proxy-1"
+CONTAINERS = (APP, DB, PROXY)
+
+TUI_LOGIN = f"{VARS['stack_tui_user']}:{VARS['stack_tui_password']}"
+API_LOGIN = f"{VARS['stack_api_user']}:{VARS['stack_api_password']}"
+SECRETS = [
+    VARS["stack_db_password"],
+    VARS["stack_hyperliquid_private_key"],
+    VARS["stack_tui_password"],
+    VARS["stack_api_password"],
+]
+
+
+def attacker() -> testinfra.host.Host:
+    """The second host on the stack host's network."""
+    return testinfra.get_host(f"ansible://stack-attacker?ansible_inventory={INVENTORY}")
+
+
+def api(host: testinfra.host.Host, method: str, path: str, body: dict[str, str] | None = None) -> str:
+    """HTTP to the daemon's API inside its container: what it says, not who may ask.
+
+    Prints the status and the X-Algo-Trade-Version header, then the body.
+    """
+    script = (
+        "import json,sys,urllib.request as u;"
+        f"r=u.Request('http://127.0.0.1:8080{path}',method='{method}',"
+        f"data={json.dumps(body).encode() if body else None!r},"
+        "headers={'Content-Type':'application/json'});"
+        "x=u.urlopen(r);print(x.status,x.headers['X-Algo-Trade-Version']);print(x.read().decode())"
+    )
+    return run_ok(host, f"docker exec {APP} python3 -c {json.dumps(script)}")
+
+
+def health(host: testinfra.host.Host) -> dict[str, str]:
+    """Each container's health status ("" for a missing container)."""
+    return {
+        c: host.run(f"docker inspect -f '{{{{.State.Health.Status}}}}' {c}").stdout.strip()
+        for c in CONTAINERS
+    }
+
+
+def wait_healthy(host: testinfra.host.Host, timeout: float = 180) -> float:
+    """Wait until every container is healthy; return the seconds it took."""
+    start = time.monotonic()
+    states: dict[str, str] = {}
+    while time.monotonic() - start < timeout:
+        states = health(host)
+        if set(states.values()) == {"healthy"}:
+            return time.monotonic() - start
+        time.sleep(1)
+    logs = host.run(f"{COMPOSE} logs --tail 30").stdout
+    raise AssertionError(f"not healthy after {timeout}s: {states}\n{logs}")
+
+
+def container_ids(host: testinfra.host.Host) -> dict[str, str]:
+    return {
+        c: run_ok(host, f"docker inspect -f '{{{{.Id}}}} {{{{.State.StartedAt}}}}' {c}").strip()
+        for c in CONTAINERS
+    }

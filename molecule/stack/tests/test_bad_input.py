@@ -1,0 +1,147 @@
+"""Bad settings are refused in preflight, with the variable and the fix named, and
+nothing on the deployed host changes: the project directory's checksums and the
+containers (IDs, start times) are the same before and after every refusal.
+
+One row per case. The cases run four at a time against the deployed stack host.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import testinfra.host
+from stackenv import INVENTORY, PROJECT, SECRETS, STACK_HOSTS, container_ids
+from testlib import REPO, ansible_playbook, recap, run_ok
+
+testinfra_hosts = STACK_HOSTS
+
+PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ\n-----END CERTIFICATE-----\n"
+
+# (case id, settings over the scenario's, text the refusal must contain)
+CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("db-password-missing", {"stack_db_password": ""}, "stack_db_password must be set"),
+    (
+        "db-password-placeholder",
+        {"stack_db_password": "changeme-changeme-42"},
+        "stack_db_password must be set",
+    ),
+    ("db-password-short", {"stack_db_password": "short-pw"}, "stack_db_password must be set"),
+    ("tui-password-missing", {"stack_tui_password": ""}, "stack_tui_password must be set"),
+    (
+        "tui-password-placeholder",
+        {"stack_tui_password": "password-password"},
+        "stack_tui_password must be set",
+    ),
+    ("api-password-missing", {"stack_api_password": ""}, "stack_api_password: stack_api_remote needs"),
+    (
+        "api-port-out-of-range",
+        {"stack_api_port": 70000},
+        "stack_api_port: must be a port between 1 and 65535",
+    ),
+    ("tui-port-zero", {"stack_tui_port": 0}, "stack_tui_port: must be a port between 1 and 65535"),
+    ("ports-clash", {"stack_tui_port": 8080}, "stack_tui_port: clashes with another published port"),
+    (
+        "unknown-build-strategy",
+        {"stack_build_strategy": "docker-magic"},
+        "stack_build_strategy must be one of",
+    ),
+    ("unknown-source", {"stack_source": "svn"}, "stack_source must be one of"),
+    (
+        "source-dir-missing",
+        {"stack_source_dir": "/nonexistent/app"},
+        "stack_source_dir=/nonexistent/app has no",
+    ),
+    (
+        "tls-cert-without-key",
+        {"stack_tls_certificate": PEM_CERT},
+        "stack_tls_private_key: give stack_tls_cert",
+    ),
+    (
+        "tls-not-pem",
+        {"stack_tls_certificate": "a certificate", "stack_tls_private_key": "a key"},
+        "stack_tls_certificate: must be a PEM certificate",
+    ),
+    ("network-malformed", {"stack_allowed_networks": ["10.0.0.0/33"]}, "not these: 10.0.0.0/33"),
+    ("networks-empty", {"stack_allowed_networks": []}, "stack_allowed_networks: must list networks"),
+    ("origin-not-https", {"stack_allowed_origins": ["http://x.example"]}, "stack_allowed_origins: must list"),
+    ("tui-bind-not-an-address", {"stack_tui_bind": "everywhere"}, "stack_tui_bind: must be an IP address"),
+    (
+        "api-public-without-proxy",
+        {"stack_api_remote": False},
+        "stack_api_bind: 0.0.0.0 would publish the API",
+    ),
+    ("bot-without-name", {"stack_bots": [{"symbol": "ETH"}]}, "stack_bots: every bot needs a name"),
+    ("bots-not-a-list-of-tables", {"stack_bots": ["eth-grid"]}, "stack_bots"),
+    ("config-template-missing", {"stack_config_template": "/nonexistent/Config.toml.j2"}, "is not a file on"),
+    ("health-path-relative", {"stack_health_path": "api/bots"}, "stack_health_path: must be an API path"),
+    ("image-keep-one", {"stack_image_keep": 1}, "stack_image_keep: must be at least 2"),
+    ("memory-limit-malformed", {"stack_app_memory_limit": "lots"}, "stack_app_memory_limit: must be a size"),
+    (
+        "ws-url-insecure",
+        {"stack_hyperliquid_ws_url": "ws://plain.example"},
+        "stack_hyperliquid_ws_url: must be",
+    ),
+    (
+        "project-dir-relative",
+        {"stack_project_dir": "opt/algo-trade"},
+        "stack_project_dir: must be an absolute",
+    ),
+    ("login-name-with-colon", {"stack_tui_user": "tra:der"}, "stack_tui_user: must be a login name"),
+    ("ttyd-release-without-url", {"stack_ttyd_source": "release"}, "stack_ttyd_release_url"),
+]
+
+
+def scenario_networks() -> list[str]:
+    """The scenario's allowed networks, resolved here (the facts they come from are not gathered)."""
+
+    def inspect(*args: str) -> list[dict[str, Any]]:
+        out = subprocess.run(["docker", *args], capture_output=True, text=True, check=True).stdout
+        return json.loads(out)  # type: ignore[no-any-return]
+
+    attacker = inspect("inspect", "stack-attacker")[0]["NetworkSettings"]["Networks"]["molecule-stack"]
+    gateway = inspect("network", "inspect", "molecule-stack")[0]["IPAM"]["Config"][0]["Gateway"]
+    return [f"{attacker['IPAddress']}/32", f"{gateway}/32"]
+
+
+def snapshot(host: testinfra.host.Host) -> tuple[str, dict[str, str]]:
+    sums = run_ok(host, f"find {PROJECT} -type f -print0 | sort -z | xargs -0 sha256sum")
+    return sums, container_ids(host)
+
+
+@pytest.fixture(scope="module")
+def refusals(host: testinfra.host.Host) -> dict[str, subprocess.CompletedProcess[str]]:
+    before = snapshot(host)
+    base = {"stack_allowed_networks": scenario_networks()}
+
+    def run(case: tuple[str, dict[str, Any], str]) -> tuple[str, subprocess.CompletedProcess[str]]:
+        name, settings, _ = case
+        result = ansible_playbook(
+            REPO / "playbooks" / "stack.yml", INVENTORY, "--limit", "stack-a", extra_vars={**base, **settings}
+        )
+        return name, result
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = dict(pool.map(run, CASES))
+    assert snapshot(host) == before, "a refused run changed the host"
+    return results
+
+
+@pytest.mark.parametrize(("name", "settings", "message"), CASES, ids=[c[0] for c in CASES])
+def test_refused_in_preflight(
+    refusals: dict[str, subprocess.CompletedProcess[str]], name: str, settings: dict[str, Any], message: str
+) -> None:
+    result = refusals[name]
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert message in " ".join(out.split()), out[-3000:]
+    assert recap(result, "stack-a")["changed"] == 0
+    for secret in SECRETS:
+        assert secret not in out
+
+
+def test_at_least_twenty_cases() -> None:
+    assert len(CASES) >= 20

@@ -1,0 +1,129 @@
+"""The Docker CIS benchmark items that apply to a deployed host (docker-bench-security).
+
+Exceptions, each explicit below and in the README's security model:
+- db: starts as root (the image's entrypoint drops to postgres after fixing the data
+  directory's ownership) and keeps its default capabilities and a writable root
+  filesystem (PostgreSQL writes its run directory and socket there).
+- proxy: its master process starts as root to bind and read the TLS key, then switches
+  to the nginx user; it keeps CHOWN, SETUID and SETGID for that.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import testinfra.host
+from stackenv import APP, CONTAINERS, DB, PROXY, STACK_HOSTS, VARS
+from testlib import docker_json, run_ok
+
+testinfra_hosts = STACK_HOSTS
+
+ROOT_START = {DB, PROXY}  # start as root, drop privileges themselves
+KEEP_CAPS = {DB: None, PROXY: ["CHOWN", "SETGID", "SETUID"]}
+WRITABLE_ROOT = {DB}
+LIMITS = {APP: (256, 1024**3), DB: None, PROXY: (64, 64 * 1024**2)}
+
+
+def inspect(host: testinfra.host.Host, container: str) -> dict[str, Any]:
+    return json.loads(run_ok(host, f"docker inspect {container}"))[0]  # type: ignore[no-any-return]
+
+
+def test_2_daemon_json_settings_in_effect(host: testinfra.host.Host) -> None:
+    """2.x: live-restore, no userland proxy (real client addresses), no-new-privileges, log rotation."""
+    daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
+    assert daemon["live-restore"] is True
+    assert daemon["userland-proxy"] is False
+    assert daemon["no-new-privileges"] is True
+    assert daemon["log-driver"] == "json-file"
+    assert "max-size" in daemon["log-opts"]
+    info = docker_json(host, "docker info --format '{{json .}}'")
+    assert info["LiveRestoreEnabled"] is True
+    assert info["LoggingDriver"] == "json-file"
+    assert host.process.filter(comm="docker-proxy") == []
+
+
+@pytest.mark.parametrize(("path", "mode"), [("/etc/docker/daemon.json", 0o644), ("/run/docker.sock", 0o660)])
+def test_3_daemon_files_owned_by_root_and_not_world_writable(
+    host: testinfra.host.Host, path: str, mode: int
+) -> None:
+    """3.17/3.15: daemon.json and docker.sock ownership and modes."""
+    f = host.file(path)
+    assert f.user == "root"
+    assert f.mode & ~mode == 0, oct(f.mode)
+
+
+@pytest.mark.parametrize("container", CONTAINERS)
+class TestContainerRuntime:
+    """5.x: each container of the stack."""
+
+    def test_not_privileged_nor_sharing_host_namespaces(
+        self, host: testinfra.host.Host, container: str
+    ) -> None:
+        config = inspect(host, container)["HostConfig"]
+        assert config["Privileged"] is False
+        assert config["NetworkMode"] != "host"
+        assert config["PidMode"] == ""
+        assert config["IpcMode"] in ("private", "shareable", "")
+        assert config["UTSMode"] == ""
+        assert config["UsernsMode"] == ""
+
+    def test_no_docker_socket_or_host_system_dirs_mounted(
+        self, host: testinfra.host.Host, container: str
+    ) -> None:
+        for mount in inspect(host, container)["Mounts"]:
+            source = mount.get("Source", "")
+            assert "docker.sock" not in source
+            assert source.split("/")[1:2] not in (["etc"], ["proc"], ["sys"], ["boot"], ["dev"], ["usr"]), (
+                source
+            )
+
+    def test_user_is_not_root_unless_documented(self, host: testinfra.host.Host, container: str) -> None:
+        user = inspect(host, container)["Config"]["User"]
+        if container in ROOT_START:
+            return  # documented exception: drops privileges itself (see module docstring)
+        assert user, "runs as the image's default user"
+        assert not user.startswith(("0", "root")), user
+
+    def test_capabilities_dropped(self, host: testinfra.host.Host, container: str) -> None:
+        config = inspect(host, container)["HostConfig"]
+        if KEEP_CAPS.get(container, []) is None:
+            return  # documented exception: the database keeps the image's default set
+        assert config["CapDrop"] == ["ALL"]
+        assert sorted(config["CapAdd"] or []) == KEEP_CAPS.get(container, [])
+
+    def test_no_new_privileges(self, host: testinfra.host.Host, container: str) -> None:
+        assert "no-new-privileges:true" in inspect(host, container)["HostConfig"]["SecurityOpt"]
+
+    def test_read_only_root_where_possible(self, host: testinfra.host.Host, container: str) -> None:
+        assert inspect(host, container)["HostConfig"]["ReadonlyRootfs"] is (container not in WRITABLE_ROOT)
+
+    def test_pids_and_memory_limits(self, host: testinfra.host.Host, container: str) -> None:
+        config = inspect(host, container)["HostConfig"]
+        expected = LIMITS[container]
+        if expected is None:
+            return  # the database: sized by the operator's host, no limit set (README)
+        assert (config["PidsLimit"], config["Memory"]) == expected
+
+    def test_health_check_defined_and_healthy(self, host: testinfra.host.Host, container: str) -> None:
+        state = inspect(host, container)
+        assert state["Config"]["Healthcheck"]["Test"][0] in ("CMD", "CMD-SHELL")
+        assert state["State"]["Health"]["Status"] == "healthy"
+
+    def test_restart_policy_unless_stopped(self, host: testinfra.host.Host, container: str) -> None:
+        assert inspect(host, container)["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+
+    def test_logs_rotate(self, host: testinfra.host.Host, container: str) -> None:
+        log = inspect(host, container)["HostConfig"]["LogConfig"]
+        assert log["Type"] == "json-file"
+        assert log["Config"] == {"max-size": "10m", "max-file": "5"}
+
+    def test_published_ports_bind_to_allowed_addresses(
+        self, host: testinfra.host.Host, container: str
+    ) -> None:
+        address = host.ansible("setup", "gather_subset=!all,network")["ansible_facts"]["ansible_default_ipv4"]
+        allowed = {address["address"], VARS["stack_api_bind"], "127.0.0.1"}
+        for bindings in (inspect(host, container)["HostConfig"]["PortBindings"] or {}).values():
+            for binding in bindings:
+                assert binding["HostIp"] in allowed, binding

@@ -1,0 +1,194 @@
+"""Attacks from a second host on the stack host's network.
+
+Only the TLS proxy answers; without the login it says 401, a WebSocket without the
+browser's own Origin gets 403, plain HTTP is sent to https, and an address outside
+the allowed networks gets 403 even with the login. Credentials reach the clients in
+files (curl -K, JSON), never on a command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pyte
+import pytest
+import testinfra.host
+from stackenv import API_LOGIN, PROJECT, STACK_HOSTS, TUI_LOGIN, attacker
+from testlib import run_ok
+
+testinfra_hosts = STACK_HOSTS
+TUI = "https://stack-a:7681"
+API = "https://stack-a:8080"
+
+# ttyd's protocol over the proxy's WebSocket: prints the upgrade's status, then (after
+# a 101) what the terminal sent in its first seconds, base64-encoded.
+WS_CLIENT = r"""
+import asyncio, base64, json, ssl, sys
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+async def main(case):
+    headers = {}
+    if case.get("login"):
+        headers["Authorization"] = "Basic " + base64.b64encode(case["login"].encode()).decode()
+    if case.get("origin"):
+        headers["Origin"] = case["origin"]
+    tls = ssl.create_default_context(cafile="/root/stack-ca.pem")
+    request = HTTPRequest(case["url"], headers=headers, ssl_options=tls)
+    try:
+        ws = await websocket_connect(request, subprotocols=["tty"])
+    except HTTPClientError as e:
+        print(f"status-{e.code}")
+        return
+    print("status-101")
+    await ws.write_message(json.dumps({"AuthToken": "", "columns": 100, "rows": 30}).encode(), binary=True)
+    screen, loop = b"", asyncio.get_running_loop()
+    end = loop.time() + 4
+    while loop.time() < end:
+        try:
+            msg = await asyncio.wait_for(ws.read_message(), 1)
+        except asyncio.TimeoutError:
+            continue
+        if msg is None:
+            break
+        if msg[:1] == b"0":
+            screen += msg[1:]
+    print(base64.b64encode(screen).decode())
+
+asyncio.run(main(json.load(open(sys.argv[1]))))
+"""
+
+
+def put(name: str, content: str, where: str = "stack-attacker") -> str:
+    """Copy a file (0600) to the attacker through the container engine."""
+    with tempfile.NamedTemporaryFile("w", delete=False) as f:
+        f.write(content)
+    Path(f.name).chmod(0o600)
+    subprocess.run(["docker", "cp", f.name, f"{where}:/root/{name}"], check=True, capture_output=True)
+    Path(f.name).unlink()
+    return f"/root/{name}"
+
+
+def curlrc(login: str) -> str:
+    return f'user = "{login}"\n'
+
+
+@pytest.fixture(scope="module")
+def outside(host: testinfra.host.Host) -> testinfra.host.Host:
+    """The attacker with the stack's certificate as its trust anchor and the logins in files."""
+    other = attacker()
+    put("stack-ca.pem", host.file(f"{PROJECT}/tls/certificate.pem").content_string)
+    put("tui.curlrc", curlrc(TUI_LOGIN))
+    put("api.curlrc", curlrc(API_LOGIN))
+    put("wrong.curlrc", curlrc("trader:not-the-password-at-all"))
+    put("ws_client.py", WS_CLIENT)
+    return other
+
+
+def status(client: testinfra.host.Host, url: str, *options: str) -> str:
+    """HTTP status (and redirect target) of a GET, verifying TLS against the stack's certificate."""
+    command = "curl -s -o /dev/null --cacert /root/stack-ca.pem -w '%{http_code} %{redirect_url}' "
+    return run_ok(client, command + " ".join(options) + f" {url}").strip()
+
+
+def test_only_the_proxy_ports_are_open(outside: testinfra.host.Host) -> None:
+    """A scan of every TCP port: the database and ttyd have none reachable."""
+    scan = (
+        "import asyncio\n"
+        "async def probe(p):\n"
+        "    try:\n"
+        "        _, w = await asyncio.wait_for(asyncio.open_connection('stack-a', p), 2)\n"
+        "        w.close(); return p\n"
+        "    except Exception: return None\n"
+        "async def main():\n"
+        "    sem = asyncio.Semaphore(500)\n"
+        "    async def one(p):\n"
+        "        async with sem: return await probe(p)\n"
+        "    print(sorted(p for p in await asyncio.gather(*map(one, range(1, 65536))) if p))\n"
+        "asyncio.run(main())\n"
+    )
+    put("scan.py", scan)
+    assert run_ok(outside, "python3 /root/scan.py").strip() == "[7681, 8080]"
+
+
+@pytest.mark.parametrize("url", [TUI, API])
+def test_plain_http_is_sent_to_https(outside: testinfra.host.Host, url: str) -> None:
+    plain = url.replace("https://", "http://")
+    assert status(outside, plain + "/") == f"301 {url}/"
+
+
+@pytest.mark.parametrize("url", [TUI, API])
+def test_the_certificate_names_the_host_and_old_tls_is_refused(
+    outside: testinfra.host.Host, url: str
+) -> None:
+    assert status(outside, url + "/").startswith("401")  # TLS verified against the host name
+    assert outside.run(f"curl -s --cacert /root/stack-ca.pem --tls-max 1.1 {url}/").rc != 0
+
+
+@pytest.mark.parametrize(
+    ("url", "login", "expected"),
+    [
+        (TUI, None, "401"),
+        (TUI, "wrong", "401"),
+        (TUI, "api", "401"),
+        (TUI, "tui", "200"),
+        (API + "/api/bots", None, "401"),
+        (API + "/api/bots", "wrong", "401"),
+        (API + "/api/bots", "tui", "401"),
+        (API + "/api/bots", "api", "200"),
+    ],
+)
+def test_logins(outside: testinfra.host.Host, url: str, login: str | None, expected: str) -> None:
+    options = [f"-K /root/{login}.curlrc"] if login else []
+    assert status(outside, url, *options).split()[0] == expected
+
+
+def websocket(client: testinfra.host.Host, case: dict[str, str]) -> list[str]:
+    path = put("ws_case.json", json.dumps({"url": "wss://stack-a:7681/ws", **case}))
+    return run_ok(client, f"python3 /root/ws_client.py {path}").split()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        {"origin": TUI},
+        {"login": TUI_LOGIN},
+        {"login": TUI_LOGIN, "origin": "https://evil.example"},
+        {"login": TUI_LOGIN, "origin": "http://stack-a:7681"},
+    ],
+    ids=["no-login", "no-origin", "foreign-origin", "plain-origin"],
+)
+def test_websocket_upgrade_refused(outside: testinfra.host.Host, case: dict[str, str]) -> None:
+    expected = "status-401" if "login" not in case else "status-403"
+    assert websocket(outside, case) == [expected]
+
+
+def test_websocket_with_login_and_own_origin_shows_the_tui(outside: testinfra.host.Host) -> None:
+    answer = websocket(outside, {"login": TUI_LOGIN, "origin": TUI})
+    assert answer[0] == "status-101"
+    # A real terminal emulator turns the byte stream into the screen a person sees.
+    screen = pyte.Screen(100, 30)
+    pyte.ByteStream(screen).feed(base64.b64decode(answer[1]))
+    text = "\n".join(screen.display)
+    assert "algo-trade live bot TUI sample-2" in text, text
+    assert "q quit" in text, text
+
+
+def test_an_address_outside_the_allowed_networks_is_refused_even_with_the_login(
+    host: testinfra.host.Host,
+) -> None:
+    """A third machine on the same network, not in stack_allowed_networks: 403."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "tui.curlrc").write_text(curlrc(TUI_LOGIN))
+        (Path(tmp) / "ca.pem").write_text(host.file(f"{PROJECT}/tls/certificate.pem").content_string)
+        result = subprocess.run(
+            ["docker", "run", "--rm", "--network", "molecule-stack", "-v", f"{tmp}:/probe:ro",
+             "--entrypoint", "curl", "local/molecule-host:trixie", "-s", "-o", "/dev/null",
+             "-w", "%{http_code}", "--cacert", "/probe/ca.pem", "-K", "/probe/tui.curlrc", f"{TUI}/"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    assert result.stdout == "403", result.stderr
