@@ -101,7 +101,7 @@ def test_preflight_refuses(
                 "stack_tui_password": "a-real-tui-password-42",
                 "stack_api_bind": "192.0.2.10",
             },
-            ["stack_api_bind=192.0.2.10 would publish the API"],
+            ["stack_api_bind: 192.0.2.10 would publish the API"],
             id="api-beyond-loopback",
         ),
     ],
