@@ -7,7 +7,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 SCENARIO ?= docker
 
-.PHONY: help demo demo-destroy test setup lint unit molecule scenario converge verify destroy docs build clean
+.PHONY: help demo demo-destroy test setup lint sanity unit molecule scenario converge verify destroy docs build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ demo: setup ## Deploy the whole stack with the sample app to a throwaway local h
 demo-destroy: setup ## Remove the throwaway demo host and its data
 	ansible-playbook tests/demo/down.yml
 
-test: setup lint unit molecule ## Set up everything and run every check and scenario
+test: setup lint sanity unit molecule ## Set up everything and run every check and scenario
 
 setup: ## Install Debian packages, start Docker, build test images, create the venv
 	tests/testbed/setup.sh all
@@ -41,8 +41,11 @@ lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, changelog 
 	ruff format --check .
 	mypy tests tools plugins
 	for d in molecule/*/tests; do mypy "$$d"; done  # one conftest.py per directory
-	shellcheck tests/testbed/setup.sh .ci/run tests/testbed/images/timescaledb/docker-entrypoint.sh
+	shellcheck tests/testbed/setup.sh tools/sanity.sh .ci/run tests/testbed/images/timescaledb/docker-entrypoint.sh
 	antsibull-changelog lint
+
+sanity: ## ansible-test sanity on a copy of the collection
+	tools/sanity.sh
 
 unit: ## pytest: unit tests and role tests on throwaway hosts
 	pytest tests

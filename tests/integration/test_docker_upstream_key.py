@@ -63,7 +63,7 @@ def _run(inventory: Path, fingerprint: str) -> subprocess.CompletedProcess[str]:
 def test_a_key_with_another_fingerprint_is_removed_and_no_source_written(
     fresh_host: Path, signing_key: tuple[str, str]
 ) -> None:
-    _, armoured = signing_key
+    armoured = signing_key[1]
     assert _on_host("mkdir -p /srv/mirror/debian && cat > /srv/mirror/debian/gpg", armoured).returncode == 0
     result = _run(fresh_host, "9DC858229FC7DD38854AE2D88D81803C0EBFCD88")
     out = result.stdout

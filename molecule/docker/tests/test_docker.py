@@ -82,7 +82,7 @@ def test_container_reaches_the_network() -> None:
     try:
         address = server.interface("eth0").addresses[0]
         page = ""
-        for _ in range(20):
+        for _attempt in range(20):
             result = client.run(f"docker run --rm local/busybox:test wget -qO- http://{address}:8000/")
             if result.rc == 0:
                 page = result.stdout

@@ -118,7 +118,7 @@ def refusals(host: testinfra.host.Host) -> dict[str, subprocess.CompletedProcess
     base = {"stack_allowed_networks": scenario_networks()}
 
     def run(case: tuple[str, dict[str, Any], str]) -> tuple[str, subprocess.CompletedProcess[str]]:
-        name, settings, _ = case
+        name, settings, _message = case
         result = ansible_playbook(
             REPO / "playbooks" / "stack.yml", INVENTORY, "--limit", "stack-a", extra_vars={**base, **settings}
         )
