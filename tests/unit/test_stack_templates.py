@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from testlib import REPO
 
 ROLE = REPO / "roles" / "stack"
@@ -135,3 +137,41 @@ def test_proxy_config_is_accepted_by_nginx(
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def compose(tmp_path: Path, **overrides: object) -> dict[str, Any]:
+    settings: dict[str, object] = {
+        "__stack_app_image": "algo-trade/app:0123456789abcdef",
+        "stack_db_password": "x" * 24,
+        "stack_tui_password": "y" * 24,
+        "stack_api_password": "z" * 24,
+        "stack_tui_bind": "192.0.2.10",
+        **overrides,
+    }
+    rendered = yaml.safe_load(render("compose.yaml.j2", tmp_path, **settings))
+    assert isinstance(rendered, dict)
+    return rendered
+
+
+@pytest.mark.parametrize(
+    ("tui", "api_remote", "proxy_ports", "app_ports"),
+    [
+        (True, False, ["192.0.2.10:7681:7681"], ["127.0.0.1:8080:8080"]),
+        (True, True, ["192.0.2.10:7681:7681", "192.0.2.10:8080:8443"], None),
+        (False, True, ["192.0.2.10:8080:8443"], None),
+        (False, False, None, ["127.0.0.1:8080:8080"]),
+    ],
+    ids=["tui", "tui+remote-api", "remote-api-only", "nothing-remote"],
+)
+def test_compose_publishes_only_through_the_proxy(
+    tmp_path: Path, tui: bool, api_remote: bool, proxy_ports: list[str] | None, app_ports: list[str] | None
+) -> None:
+    """stack_tui_enabled: false leaves no terminal port and no ttyd socket volume."""
+    api_bind = "192.0.2.10" if api_remote else "127.0.0.1"
+    services = compose(tmp_path, stack_tui_enabled=tui, stack_api_remote=api_remote, stack_api_bind=api_bind)[
+        "services"
+    ]
+    assert services.get("proxy", {}).get("ports") == proxy_ports
+    assert services["app"].get("ports") == app_ports
+    assert any("tui-socket" in v for v in services["app"]["volumes"]) is tui
+    assert "ports" not in services["db"]
