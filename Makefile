@@ -6,6 +6,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 SCENARIO ?= docker
+# ansible-lint reads the inventories' vaults with their committed demo and example passwords.
+LINT_VAULT_IDS := demo@inventories/demo/demo-vault-password.txt,prod@inventories/prod/example-vault-password.txt,staging@inventories/staging/example-vault-password.txt
 
 .PHONY: help demo demo-destroy test setup lint unit molecule scenario converge verify destroy docs build clean
 
@@ -14,7 +16,7 @@ help: ## List the targets
 
 demo: setup ## Deploy the whole stack with the sample app to a throwaway local host
 	ansible-playbook tests/demo/up.yml
-	ansible-playbook -i inventories/demo --vault-id demo@inventories/demo/demo-vault-password.txt playbooks/site.yml
+	ansible-playbook site.yml -i inventories/demo
 	@echo
 	@echo "The demo host 'algotrade-demo' (a local container) runs the trading stack:"
 	@echo "TimescaleDB and the sample algo-trade daemon, built on the host from tests/sample-app."
@@ -36,11 +38,11 @@ setup: ## Install Debian packages, start Docker, build test images, create the v
 
 lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, changelog fragments
 	yamllint --strict .
-	ANSIBLE_VAULT_IDENTITY_LIST=demo@inventories/demo/demo-vault-password.txt ansible-lint --offline
+	ANSIBLE_VAULT_IDENTITY_LIST=$(LINT_VAULT_IDS) ansible-lint --offline
 	ruff check .
 	ruff format --check .
-	mypy tests molecule tools
-	shellcheck tests/testbed/setup.sh .ci/run tests/testbed/images/timescaledb/docker-entrypoint.sh
+	mypy tests molecule tools plugins
+	shellcheck tests/testbed/setup.sh .ci/run tests/testbed/images/timescaledb/docker-entrypoint.sh tools/vault-pass-client.sh
 	antsibull-changelog lint
 
 unit: ## pytest: unit tests and role tests on throwaway hosts
