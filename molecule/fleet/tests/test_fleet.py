@@ -173,7 +173,8 @@ def test_fixed_release_reaches_every_host(hosts: dict[str, testinfra.host.Host],
 
 def test_second_run_is_refused_while_the_first_holds_the_lock(hosts: dict[str, testinfra.host.Host]) -> None:
     before = fleet(hosts)
-    first = start_ansible_playbook(SITE, INVENTORY)
+    # The first run: the canary alone, which holds its lock from its build to its release.
+    first = start_ansible_playbook(STACK, INVENTORY, "--limit", "fleet-a")
     try:
         deadline = time.time() + 180
         while not hosts["fleet-a"].file(LOCK).exists:
