@@ -63,6 +63,13 @@ def wait_healthy(host: testinfra.host.Host, timeout: int = 120) -> None:
     raise AssertionError(run_ok(host, "docker compose --project-directory /opt/algo-trade logs --tail 30"))
 
 
+def keep(name: str, output: str) -> None:
+    """Keeps a run's output in tests/artifacts/ (ignored by git) for a person to read."""
+    artifacts = REPO / "tests" / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / f"fleet-{name}.log").write_text(output)
+
+
 def summary(output: str) -> dict[str, str]:
     """Host -> its line of the ROLLOUT SUMMARY printed by the callback plugin."""
     assert "ROLLOUT SUMMARY" in output, output[-3000:]
@@ -126,6 +133,7 @@ def test_failed_canary_stops_the_rollout(
     (inventory / "host_vars" / "fleet-a.yml").write_text("stack_health_path: /api/no-such-route\n")
     result = ansible_playbook(SITE, inventory / Path(INVENTORY).name)
     out = result.stdout + result.stderr
+    keep("failed-canary", out)
     assert result.returncode != 0, out[-5000:]
     after = fleet(hosts)
     # The canary ran the new release, failed the gate and is back on the old image, healthy.
@@ -156,6 +164,7 @@ def test_fixed_release_reaches_every_host(hosts: dict[str, testinfra.host.Host],
     before = fleet(hosts)
     result = ansible_playbook(SITE, INVENTORY)
     out = result.stdout + result.stderr
+    keep("fixed-release", out)
     assert result.returncode == 0, out[-5000:]
     after = fleet(hosts)
     assert len({s["image_id"] for s in after.values()}) == 1, after
@@ -185,6 +194,7 @@ def test_second_run_is_refused_while_the_first_holds_the_lock(hosts: dict[str, t
     finally:
         first_out, _ = first.communicate(timeout=900)
     out = second.stdout + second.stderr
+    keep("refused-by-lock", out)
     assert second.returncode != 0, out[-5000:]
     assert f"fleet-a is locked by another deploy: {holder['by']} since {holder['since']}" in out
     assert "stack_break_lock=true" in out
