@@ -82,7 +82,10 @@ def summary_lines(
     if stopped:
         reached = [h for h in hosts if h in reports or h in failures]
         missed = len(hosts) - len(reached)
-        lines.append(f"Rollout STOPPED: a host failed; {missed} of {len(hosts)} hosts were not reached.")
+        if missed:
+            lines.append(f"Rollout STOPPED: a host failed; {missed} of {len(hosts)} hosts were not reached.")
+        else:
+            lines.append("Run FAILED: see the failed hosts above.")
     return [line.rstrip() for line in lines]
 
 
