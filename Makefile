@@ -6,6 +6,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 SCENARIO ?= docker
+# ansible-lint reads the inventories' vaults with their committed demo and example passwords.
+LINT_VAULT_IDS := demo@inventories/demo/demo-vault-password.txt,prod@inventories/prod/example-vault-password.txt,staging@inventories/staging/example-vault-password.txt
 
 .PHONY: help demo demo-destroy test setup lint sanity unit molecule scenario converge verify destroy docs build clean
 
@@ -14,7 +16,7 @@ help: ## List the targets
 
 demo: setup ## Deploy the whole stack with the sample app to a throwaway local host
 	ansible-playbook tests/demo/up.yml
-	ansible-playbook -i inventories/demo --vault-id demo@inventories/demo/demo-vault-password.txt playbooks/site.yml
+	ansible-playbook site.yml -i inventories/demo
 	@ip=$$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' algotrade-demo); \
 	echo; \
 	echo "The demo host 'algotrade-demo' (a local container, $$ip) runs the trading stack:"; \
@@ -36,12 +38,13 @@ setup: ## Install Debian packages, start Docker, build test images, create the v
 
 lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, changelog fragments
 	yamllint --strict .
-	ANSIBLE_VAULT_IDENTITY_LIST=demo@inventories/demo/demo-vault-password.txt ansible-lint --offline
+	ANSIBLE_VAULT_IDENTITY_LIST=$(LINT_VAULT_IDS) ansible-lint --offline
 	ruff check .
 	ruff format --check .
 	mypy tests tools plugins
 	for d in molecule/*/tests; do mypy "$$d"; done  # one conftest.py per directory
-	shellcheck tests/testbed/setup.sh tools/sanity.sh .ci/run tests/testbed/images/timescaledb/docker-entrypoint.sh
+	shellcheck tests/testbed/setup.sh tools/sanity.sh .ci/run tests/testbed/images/timescaledb/docker-entrypoint.sh \
+	  tools/vault-pass-client.sh
 	antsibull-changelog lint
 
 sanity: ## ansible-test sanity on a copy of the collection

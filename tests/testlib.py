@@ -57,14 +57,14 @@ REPO = Path(__file__).resolve().parent.parent
 RESOURCES = REPO / "molecule" / "resources"
 
 
-def ansible_playbook(
+def ansible_playbook_command(
     playbook: Path | str,
     inventory: Path | str,
     *args: str,
     extra_vars: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ansible-playbook with the repository's configuration; never raises on failure."""
+) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment of an ansible-playbook run with the repository's configuration."""
     command = ["ansible-playbook", "-i", str(inventory), str(playbook), *args]
     if extra_vars:
         command += ["-e", json.dumps(extra_vars)]
@@ -74,13 +74,30 @@ def ansible_playbook(
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
     }
-    return subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **base, **(env or {})},
-        cwd=REPO,
+    return command, {**os.environ, **base, **(env or {})}
+
+
+def ansible_playbook(
+    playbook: Path | str,
+    inventory: Path | str,
+    *args: str,
+    extra_vars: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ansible-playbook with the repository's configuration; never raises on failure."""
+    command, environment = ansible_playbook_command(
+        playbook, inventory, *args, extra_vars=extra_vars, env=env
+    )
+    return subprocess.run(command, capture_output=True, text=True, check=False, env=environment, cwd=REPO)
+
+
+def start_ansible_playbook(
+    playbook: Path | str, inventory: Path | str, *args: str, extra_vars: dict[str, Any] | None = None
+) -> subprocess.Popen[str]:
+    """Start ansible-playbook in the background (output in .communicate())."""
+    command, environment = ansible_playbook_command(playbook, inventory, *args, extra_vars=extra_vars)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment, cwd=REPO
     )
 
 

@@ -1,0 +1,222 @@
+"""A fleet of three rolled out by the site playbook: build once, canary, stop on a failed gate, lock.
+
+The tests run in file order and each leaves every host healthy: v1 everywhere (converge),
+check mode, a faulty v2 stopped at the canary, the fixed v2 everywhere, then the lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+import testinfra.host
+import testinfra.utils.ansible_runner
+from testlib import REPO, ansible_playbook, recap, run_ok, start_ansible_playbook
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+HOSTS = ["fleet-a", "fleet-b", "fleet-c"]  # inventory order: fleet-a is the canary and builds
+SITE = REPO / "molecule" / "fleet" / "converge.yml"
+STACK = REPO / "playbooks" / "stack.yml"
+APP = "algo-trade-app-1"
+LOCK = "/opt/algo-trade/deploy.lock"
+VARS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables("fleet-a")
+SECRETS = [VARS["stack_db_password"], VARS["stack_tui_password"]]
+
+
+@pytest.fixture(scope="module")
+def hosts() -> dict[str, testinfra.host.Host]:
+    return {name: testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}") for name in HOSTS}
+
+
+def app(host: testinfra.host.Host) -> dict[str, str]:
+    """The running app container: its ID, image reference, image ID and health."""
+    fmt = "{{.Id}} {{.Config.Image}} {{.Image}} {{.State.Health.Status}}"
+    cid, ref, image_id, health = run_ok(host, f"docker inspect -f '{fmt}' {APP}").split()
+    return {"id": cid, "ref": ref, "image_id": image_id, "health": health}
+
+
+def fleet(hosts: dict[str, testinfra.host.Host]) -> dict[str, dict[str, str]]:
+    return {name: app(host) for name, host in hosts.items()}
+
+
+def api_version(host: testinfra.host.Host) -> str:
+    """The version the API answers with (header X-Algo-Trade-Version)."""
+    out = run_ok(
+        host,
+        "curl -s -o /dev/null -w '%{http_code} %header{x-algo-trade-version}' http://127.0.0.1:8080/api/bots",
+    )
+    return out.strip()
+
+
+def wait_healthy(host: testinfra.host.Host, timeout: int = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if app(host)["health"] == "healthy":
+            return
+        time.sleep(2)
+    raise AssertionError(run_ok(host, "docker compose --project-directory /opt/algo-trade logs --tail 30"))
+
+
+def keep(name: str, output: str) -> None:
+    """Keeps a run's output in tests/artifacts/ (ignored by git) for a person to read."""
+    artifacts = REPO / "tests" / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    (artifacts / f"fleet-{name}.log").write_text(output)
+
+
+def summary(output: str) -> dict[str, str]:
+    """Host -> its line of the ROLLOUT SUMMARY printed by the callback plugin."""
+    assert "ROLLOUT SUMMARY" in output, output[-3000:]
+    text = output[output.rindex("ROLLOUT SUMMARY") :]
+    return {
+        line.split()[0]: line for line in text.splitlines() if line.split()[:1] and line.split()[0] in HOSTS
+    }
+
+
+def no_locks_left(hosts: dict[str, testinfra.host.Host]) -> None:
+    for name, host in hosts.items():
+        assert not host.file(LOCK).exists, f"{name} still holds {host.file(LOCK).content_string}"
+
+
+def test_every_host_runs_the_image_built_once(hosts: dict[str, testinfra.host.Host]) -> None:
+    state = fleet(hosts)
+    assert {s["health"] for s in state.values()} == {"healthy"}
+    assert len({s["image_id"] for s in state.values()}) == 1, state
+    assert re.fullmatch(r"algo-trade/app:[0-9a-f]{16}", state["fleet-a"]["ref"])
+    assert all(api_version(h) == "200 sample-1" for h in hosts.values())
+    # Only the build host has the Rust builder (and the runtime base it builds on).
+    for name, host in hosts.items():
+        for image in ("local/rust-builder:trixie", "local/app-runtime:trixie"):
+            present = host.run(f"docker image inspect {image}").rc == 0
+            assert present == (name == "fleet-a"), f"{image} on {name}: {present}"
+    no_locks_left(hosts)
+
+
+def test_check_mode_changes_nothing(hosts: dict[str, testinfra.host.Host]) -> None:
+    before = fleet(hosts)
+    result = ansible_playbook(SITE, INVENTORY, "--check", "--diff")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-5000:]
+    for name in HOSTS:
+        assert recap(result, name)["changed"] == 0, name
+        assert "no change" in summary(out)[name]
+    for secret in SECRETS:
+        assert secret not in out
+    assert fleet(hosts) == before
+    no_locks_left(hosts)
+
+
+@pytest.fixture(scope="module")
+def release_2() -> None:
+    """The next release of the app: a one-line change in the controller's copy."""
+    main = Path(VARS["sample_app_dir"]) / "crates" / "cli" / "src" / "main.rs"
+    main.write_text(
+        re.sub(r'pub const VERSION: &str = ".*";', 'pub const VERSION: &str = "sample-2";', main.read_text())
+    )
+
+
+def test_failed_canary_stops_the_rollout(
+    hosts: dict[str, testinfra.host.Host], release_2: None, tmp_path: Path
+) -> None:
+    """The canary fails its health gate: put back, the run fails, no other host is touched."""
+    before = fleet(hosts)
+    # The same inventory with a fault on the canary: a health path the API does not serve.
+    inventory = tmp_path / "inventory"
+    shutil.copytree(Path(INVENTORY).parent, inventory, symlinks=True)
+    (inventory / "host_vars").mkdir(exist_ok=True)
+    (inventory / "host_vars" / "fleet-a.yml").write_text("stack_health_path: /api/no-such-route\n")
+    result = ansible_playbook(SITE, inventory / Path(INVENTORY).name)
+    out = result.stdout + result.stderr
+    keep("failed-canary", out)
+    assert result.returncode != 0, out[-5000:]
+    after = fleet(hosts)
+    # The canary ran the new release, failed the gate and is back on the old image, healthy.
+    assert "failed on fleet-a" in out
+    assert f"Put back: {before['fleet-a']['ref']}, running and healthy." in out
+    assert after["fleet-a"]["ref"] == before["fleet-a"]["ref"]
+    wait_healthy(hosts["fleet-a"])
+    assert api_version(hosts["fleet-a"]) == "200 sample-1"
+    # The hosts of later batches are untouched: same containers, no new image shipped.
+    new_tag = re.search(r"The release (algo-trade/app:[0-9a-f]{16}) failed", out)
+    assert new_tag, out[-5000:]
+    for name in ("fleet-b", "fleet-c"):
+        assert after[name] == before[name], name
+        assert hosts[name].run(f"docker image inspect {new_tag.group(1)}").rc != 0
+    lines = summary(out)
+    assert "FAILED" in lines["fleet-a"]
+    assert "put back on" in lines["fleet-a"]
+    assert "not reached" in lines["fleet-b"]
+    assert "not reached" in lines["fleet-c"]
+    assert "Rollout STOPPED" in out
+    assert recap(result, "fleet-a")["failed"] == 1
+    for secret in SECRETS:
+        assert secret not in out
+    no_locks_left(hosts)
+
+
+def test_fixed_release_reaches_every_host(hosts: dict[str, testinfra.host.Host], release_2: None) -> None:
+    before = fleet(hosts)
+    result = ansible_playbook(SITE, INVENTORY)
+    out = result.stdout + result.stderr
+    keep("fixed-release", out)
+    assert result.returncode == 0, out[-5000:]
+    after = fleet(hosts)
+    assert len({s["image_id"] for s in after.values()}) == 1, after
+    assert after["fleet-a"]["ref"] != before["fleet-a"]["ref"]
+    lines = summary(out)
+    for name, host in hosts.items():
+        assert api_version(host) == "200 sample-2", name
+        assert " changed " in lines[name], lines[name]
+        assert "ok, healthy" in lines[name], lines[name]
+    for name in ("fleet-b", "fleet-c"):
+        assert hosts[name].run("docker image inspect local/rust-builder:trixie").rc != 0
+    no_locks_left(hosts)
+
+
+def test_second_run_is_refused_while_the_first_holds_the_lock(hosts: dict[str, testinfra.host.Host]) -> None:
+    before = fleet(hosts)
+    # The first run: the canary alone, which holds its lock from its build to its release.
+    first = start_ansible_playbook(STACK, INVENTORY, "--limit", "fleet-a")
+    try:
+        deadline = time.time() + 180
+        while not hosts["fleet-a"].file(LOCK).exists:
+            assert first.poll() is None, "the first run ended before it took the lock"
+            assert time.time() < deadline, "the first run never took the lock"
+            time.sleep(0.5)
+        holder = json.loads(hosts["fleet-a"].file(LOCK).content_string)
+        second = ansible_playbook(STACK, INVENTORY, "--limit", "fleet-a")
+    finally:
+        first_out, _ = first.communicate(timeout=900)
+    out = second.stdout + second.stderr
+    keep("refused-by-lock", out)
+    assert second.returncode != 0, out[-5000:]
+    assert f"fleet-a is locked by another deploy: {holder['by']} since {holder['since']}" in out
+    assert "stack_break_lock=true" in out
+    assert first.returncode == 0, first_out[-5000:]
+    assert fleet(hosts) == before
+    no_locks_left(hosts)
+
+
+def test_stale_lock_is_broken_on_request(hosts: dict[str, testinfra.host.Host]) -> None:
+    """A lock left by a run that died: -e stack_break_lock=true removes it, deploys, releases."""
+    stale = {
+        "id": "0123456789abcdef",
+        "by": "ghost@elsewhere",
+        "since": "2026-01-01T00:00:00Z",
+        "version": "v0",
+    }
+    run_ok(hosts["fleet-a"], f"echo '{json.dumps(stale)}' > {LOCK}")
+    before = fleet(hosts)
+    result = ansible_playbook(STACK, INVENTORY, "--limit", "fleet-a", extra_vars={"stack_break_lock": True})
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-5000:]
+    assert "ghost@elsewhere" not in out
+    assert list(summary(out)) == ["fleet-a"]
+    assert fleet(hosts) == before
+    no_locks_left(hosts)
