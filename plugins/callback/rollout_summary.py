@@ -4,10 +4,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from ansible.plugins.callback import CallbackBase
-
 DOCUMENTATION = """
 name: rollout_summary
 type: aggregate
@@ -22,9 +18,12 @@ description:
   - Enable it with C(callbacks_enabled = algotrade.deploy.rollout_summary) in C(ansible.cfg)
     or C(ANSIBLE_CALLBACKS_ENABLED).
 version_added: 0.1.0
-author: algotrade.deploy maintainers
+author: algotrade.deploy maintainers (@algotrade)
 """
 
+from typing import Any  # noqa: E402
+
+from ansible.plugins.callback import CallbackBase  # noqa: E402
 
 PLAN = "__stack_rollout_plan"
 REPORT = "__stack_release_report"

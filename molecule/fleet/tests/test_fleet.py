@@ -192,7 +192,7 @@ def test_second_run_is_refused_while_the_first_holds_the_lock(hosts: dict[str, t
         holder = json.loads(hosts["fleet-a"].file(LOCK).content_string)
         second = ansible_playbook(STACK, INVENTORY, "--limit", "fleet-a")
     finally:
-        first_out, _ = first.communicate(timeout=900)
+        first_out = first.communicate(timeout=900)[0]
     out = second.stdout + second.stderr
     keep("refused-by-lock", out)
     assert second.returncode != 0, out[-5000:]
