@@ -89,7 +89,8 @@ def api_version(host: testinfra.host.Host) -> str:
 
 
 def db_login(host: testinfra.host.Host, password: str) -> bool:
-    return host.run(f"printf '%s\\n' {password} | {DB_LOGIN}").rc == 0
+    result = host.run(f"printf '%s\\n' {password} | {DB_LOGIN}")
+    return bool(result.rc == 0)
 
 
 def wait_healthy(host: testinfra.host.Host, timeout: int = 120) -> None:
@@ -135,9 +136,8 @@ def test_backup_is_root_only_and_holds_no_password(host: testinfra.host.Host) ->
     globals_sql = host.file(f"{BACKUPS}/{name}/globals.sql").content_string
     assert "CREATE ROLE algo" in globals_sql
     assert "SCRAM-SHA-256$" not in globals_sql
-    content = run_ok(host, f"cat {BACKUPS}/{name}/*")
     for secret in SECRETS:
-        assert secret not in content
+        assert host.run("grep -rqaF -e %s %s", secret, f"{BACKUPS}/{name}").rc == 1
 
 
 def test_backup_was_taken_while_the_writers_wrote(host: testinfra.host.Host) -> None:
@@ -286,10 +286,10 @@ def test_status_reports_version_health_disk_and_backup_age(host: testinfra.host.
 
 
 def test_logs_prints_the_last_lines_per_service(host: testinfra.host.Host) -> None:
-    rc, out, _ = playbook("logs", ops_logs_lines=5)
+    rc, out, _ = playbook("logs", ops_logs_lines=20)
     assert rc == 0, out[-3000:]
     assert "Trading system daemon sample-1 listening" in out
-    assert "TimescaleDB" in out
+    assert " LOG: " in out
     assert '"GET /" 200' in out
     assert "[2K" not in out
 
