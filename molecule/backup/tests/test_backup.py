@@ -28,6 +28,8 @@ BACKUPS = "/var/backups/algo-trade"
 COMPOSE = f"docker compose --project-directory {PROJECT}"
 APP = "algo-trade-app-1"
 PLAYBOOKS = REPO / "playbooks"
+# Each playbook run's output, for a failed CI run and for the README's examples.
+ARTIFACTS = REPO / "tests" / "artifacts" / "backup-scenario"
 VARS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables(HOST)
 OLD_DB_PASSWORD = VARS["stack_db_password"]
 NEW_DB_PASSWORD = VARS["rotated_db_password"]
@@ -108,6 +110,9 @@ def playbook(name: str, **extra_vars: object) -> tuple[int, str, subprocess.Comp
     """Run one of the collection's playbooks; no secret may reach its output."""
     result = ansible_playbook(PLAYBOOKS / f"{name}.yml", INVENTORY, extra_vars={**ROTATED, **extra_vars})
     out = result.stdout + result.stderr
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with (ARTIFACTS / f"{name}.log").open("a") as log:
+        log.write(f"$ ansible-playbook playbooks/{name}.yml -e {json.dumps(extra_vars)}\n{out}\n")
     for secret in SECRETS:
         assert secret not in out, f"a secret reached the output of {name}.yml"
     # Whitespace normalised: the YAML callback folds long lines.
