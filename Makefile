@@ -40,7 +40,8 @@ lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, changelog 
 	ruff check .
 	ruff format --check .
 	mypy tests molecule tools
-	shellcheck tests/testbed/setup.sh .ci/run tests/testbed/images/timescaledb/docker-entrypoint.sh
+	shellcheck tests/testbed/setup.sh .ci/run tests/testbed/images/timescaledb/docker-entrypoint.sh \
+	  molecule/backup/writer.sh
 	antsibull-changelog lint
 
 unit: ## pytest: unit tests and role tests on throwaway hosts
