@@ -1,0 +1,101 @@
+"""Preflight of the backup and ops roles refuses bad input, naming the variable and the fix.
+
+The host is the controller itself; a refusal comes before anything on it is read
+beyond the stack's compose file, or changed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from testlib import ansible_playbook
+
+PLAYBOOK = Path(__file__).parent / "playbooks" / "described_host.yml"
+
+
+@pytest.mark.parametrize(
+    ("role", "extra_vars", "expected"),
+    [
+        pytest.param("backup", {"backup_keep": 0}, ["backup_keep=0 must be at least 1"], id="keep-none"),
+        pytest.param(
+            "backup",
+            {"backup_dir": "/var/"},
+            ["backup_dir=/var/ must be an absolute directory of its own"],
+            id="shared-dir",
+        ),
+        pytest.param(
+            "backup",
+            {"backup_project_dir": "/nonexistent/algo-trade"},
+            ["There is no stack in backup_project_dir=/nonexistent/algo-trade", "playbooks/site.yml"],
+            id="no-stack",
+        ),
+        pytest.param(
+            "backup",
+            {"backup_action": "restore"},
+            ["A restore replaces the database and bots.db", "-e backup_restore_confirm=true"],
+            id="restore-unconfirmed",
+        ),
+        pytest.param(
+            "backup",
+            {"backup_action": "restore", "backup_restore_confirm": True, "backup_restore_name": "yesterday"},
+            ["backup_restore_name=yesterday must be latest or the name of a backup"],
+            id="restore-bad-name",
+        ),
+        pytest.param(
+            "backup",
+            {"backup_action": "backup", "backup_fetch_dir": "backups"},
+            ["backup_fetch_dir=backups must be an absolute directory on the controller"],
+            id="relative-fetch-dir",
+        ),
+        pytest.param(
+            "ops",
+            {"ops_action": "teardown"},
+            ["teardown stops and removes the algo-trade stack", "-e ops_teardown_confirm=true"],
+            id="teardown-unconfirmed",
+        ),
+        pytest.param(
+            "ops",
+            {"ops_action": "rotate_db_password", "stack_db_password": "changeme-0123456789"},
+            ["rotate_db_password applies stack_db_password", "openssl rand"],
+            id="rotate-to-placeholder",
+        ),
+        pytest.param(
+            "ops",
+            {"ops_action": "logs", "ops_logs_lines": 0},
+            ["ops_logs_lines=0 must be a positive number"],
+            id="logs-no-lines",
+        ),
+        pytest.param(
+            "ops",
+            {"ops_action": "rollback", "ops_rollback_to": "v1; rm -rf /"},
+            ["ops_rollback_to=v1; rm -rf / must be empty"],
+            id="rollback-odd-reference",
+        ),
+    ],
+)
+def test_operations_preflight_refuses(
+    tmp_path: Path, role: str, extra_vars: dict[str, object], expected: list[str]
+) -> None:
+    project = tmp_path / "algo-trade"
+    project.mkdir()
+    (project / "compose.yaml").write_text("services: {}\n")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("described ansible_connection=local ansible_python_interpreter=python3\n")
+    result = ansible_playbook(
+        PLAYBOOK,
+        inventory,
+        "--check",
+        extra_vars={
+            f"{role}_project_dir": str(project),
+            **extra_vars,
+            "described_role": f"algotrade.deploy.{role}",
+            "described_facts": {},
+        },
+    )
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, out
+    for text in expected:
+        assert text in out, f"{text!r} not in:\n{out}"
+    assert "changed=0" in out
+    assert "changeme-0123456789" not in out
