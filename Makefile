@@ -7,7 +7,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
 SCENARIO ?= docker
 
-.PHONY: help demo demo-destroy test setup lint unit molecule scenario converge verify destroy docs build clean
+.PHONY: help demo demo-destroy bench test setup lint unit molecule scenario converge verify destroy docs build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ demo: setup ## Deploy the whole stack with the sample app to a throwaway local h
 
 demo-destroy: setup ## Remove the throwaway demo host and its data
 	ansible-playbook tests/demo/down.yml
+
+bench: setup ## Measure deploy times on throwaway local hosts; writes docs/benchmarks.md (not part of test)
+	python tools/bench.py
 
 test: setup lint unit molecule ## Set up everything and run every check and scenario
 
