@@ -74,6 +74,7 @@ class Report:
     noop_one: Measure | None
     noop_three: Measure | None
     noop_three_times: list[TaskTime]
+    fleet_error: str = ""
 
 
 def _s(seconds: float) -> str:
@@ -123,13 +124,15 @@ def _results(r: Report) -> list[str]:
             f"| No-op over three hosts (changed=0) | {_s(r.noop_three.seconds)} = {three:.2f}x one host "
             f"({_s(r.noop_one.seconds)}, measured just before) | <= 1.5x | {_verdict(three, TARGET_THREE)} |"
         )
+    elif r.fleet_error:
+        rows.append(f"| No-op over three hosts | **failed**: {_cell(r.fleet_error)} | <= 1.5x | |")
     else:
         rows.append("| No-op over three hosts | not measured (`--one-host`) | <= 1.5x | |")
     if r.cold_two:
         rows.append(f"| Cold deploy of two more hosts in one run (extra) | {_s(r.cold_two.seconds)} | | |")
     rows.append(
         f"| Layers the Dockerfile adds over its runtime base | {_mb(sum(x.size for x in r.layers))} "
-        f"in {len(r.layers)} layers (base {_mb(r.base_size)}) | | |"
+        f"in {len(r.layers)} layer(s) (base {_mb(r.base_size)}) | | |"
     )
     return rows
 
@@ -204,10 +207,10 @@ def render(r: Report) -> str:
         "  target directory in the BuildKit cache mount.",
         f"- *Downtime*: a Python loop on the host asks `GET {'http://127.0.0.1:8080/api/bots'}` every",
         "  100 ms (1 s timeout) from before the redeploy until after it; an outage lasts from its",
-        "  first failed request to the next answered one. This run: "
-        f"{d.polls} requests, {d.failures} failed, one every {d.mean_interval * 1000:.0f} ms on",
-        f"  average; outages {', '.join(f'{o:.1f} s' for o in d.outages) or 'none'}; the API answered",
-        f"  version `{d.first_version}` before and `{d.last_version}` after.",
+        "  first failed request to the next answered one.",
+        f"  This run: {d.polls} requests, {d.failures} failed, one every {d.mean_interval * 1000:.0f} ms"
+        f" on average; outages: {', '.join(f'{o:.1f} s' for o in d.outages) or 'none'}; the API",
+        f"  answered as version `{d.first_version}` before and `{d.last_version}` after.",
         "- *Three hosts*: two more fresh hosts deployed cold in one run, then a no-op on the first",
         "  host alone and a no-op on all three (the first host is the one measured above).",
         f"- *Layers*: `docker history` of the running image `{r.image}` minus the history of its",
