@@ -259,6 +259,18 @@ def leftovers() -> list[str]:
     return sorted(ours & (set(containers) | set(volumes)))
 
 
+def force_remove() -> None:
+    """When destroy.yml could not run (Ansible itself broken): the bench's own names, by hand."""
+    log(f"destroy.yml left {', '.join(leftovers())}; removing them with the docker client")
+    subprocess.run(["docker", "rm", "-f", *HOSTS], capture_output=True, check=False)
+    subprocess.run(
+        ["docker", "volume", "rm", *(f"{h}-docker" for h in HOSTS)], capture_output=True, check=False
+    )
+    subprocess.run(["docker", "network", "rm", f"molecule-{SCENARIO}"], capture_output=True, check=False)
+    if leftovers():
+        raise BenchError(f"the clean-up left {', '.join(leftovers())}")
+
+
 def measure(one_host: bool, logs: Path) -> Report:
     workdir = Path(tempfile.mkdtemp(prefix="algotrade-bench-"))
     state = workdir / "state"
@@ -267,6 +279,8 @@ def measure(one_host: bool, logs: Path) -> Report:
         if leftovers():
             log(f"removing what an earlier run left: {', '.join(leftovers())}")
             remove_hosts(HOSTS, state, scenario=SCENARIO)
+            if leftovers():
+                force_remove()
         info = machine()
         app = workdir / "sample-app"
         shutil.copytree(REPO / "tests" / "sample-app", app, ignore=shutil.ignore_patterns("target"))
@@ -297,9 +311,8 @@ def measure(one_host: bool, logs: Path) -> Report:
                     log(f"three hosts: {error}")
                     fleet_error = str(error)
             log("removing the bench hosts")
-        left = leftovers()
-        if left:
-            raise BenchError(f"the clean-up left {', '.join(left)}")
+        if leftovers():
+            force_remove()
         info.uptime_after = sh("uptime").strip()
         info.others_after = other_containers()
         return Report(
@@ -324,6 +337,8 @@ def measure(one_host: bool, logs: Path) -> Report:
             fleet_error=fleet_error,
         )
     finally:
+        if leftovers():
+            force_remove()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
