@@ -9,7 +9,7 @@ SCENARIO ?= docker
 # ansible-lint reads the inventories' vaults with their committed demo and example passwords.
 LINT_VAULT_IDS := demo@inventories/demo/demo-vault-password.txt,prod@inventories/prod/example-vault-password.txt,staging@inventories/staging/example-vault-password.txt
 
-.PHONY: help demo demo-destroy test setup lint sanity unit molecule scenario converge verify destroy docs build clean
+.PHONY: help demo demo-destroy bench test setup lint sanity unit molecule scenario converge verify destroy docs build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ demo: setup ## Deploy the whole stack with the sample app to a throwaway local h
 
 demo-destroy: setup ## Remove the throwaway demo host and its data
 	ansible-playbook tests/demo/down.yml
+
+bench: setup ## Measure deploy times on throwaway local hosts; writes docs/benchmarks.md (not part of test)
+	python tools/bench.py
 
 test: setup lint sanity unit molecule ## Set up everything and run every check and scenario
 

@@ -109,12 +109,30 @@ def recap(result: subprocess.CompletedProcess[str], host: str) -> dict[str, int]
     raise AssertionError(f"no recap for {host}:\n{result.stdout}\n{result.stderr}")
 
 
-@contextmanager
-def throwaway_hosts(names: list[str], workdir: Path) -> Iterator[Path]:
-    """Start test bed hosts as Molecule does; yield an inventory that reaches them."""
+def _testbed_state(names: list[str], workdir: Path, scenario: str) -> tuple[dict[str, Any], dict[str, str]]:
     platforms = {"molecule_yml": {"platforms": [{"name": n} for n in names]}}
-    state = {**platforms, "molecule_ephemeral_directory": str(workdir)}
-    env = {"MOLECULE_SCENARIO_NAME": "pytest"}
+    return {**platforms, "molecule_ephemeral_directory": str(workdir)}, {"MOLECULE_SCENARIO_NAME": scenario}
+
+
+def remove_hosts(
+    names: list[str], workdir: Path, scenario: str = "pytest"
+) -> subprocess.CompletedProcess[str]:
+    """Remove test bed hosts, their Docker volumes and their network, where they exist."""
+    state, env = _testbed_state(names, workdir, scenario)
+    workdir.mkdir(parents=True, exist_ok=True)
+    inventory = workdir / "no-hosts.yml"  # destroy.yml runs on the implicit localhost
+    inventory.write_text(json.dumps({"all": {"hosts": {}}}))
+    return ansible_playbook(RESOURCES / "destroy.yml", inventory, extra_vars=state, env=env)
+
+
+@contextmanager
+def throwaway_hosts(names: list[str], workdir: Path, scenario: str = "pytest") -> Iterator[Path]:
+    """Start test bed hosts as Molecule does; yield an inventory that reaches them.
+
+    The hosts share the network `molecule-<scenario>`; they, their Docker volumes and
+    the network are removed on the way out, also when the body fails.
+    """
+    state, env = _testbed_state(names, workdir, scenario)
     inventory = workdir / "inventory.yml"
     inventory.write_text(
         json.dumps({"all": {"hosts": {n: {"ansible_connection": "community.docker.docker"} for n in names}}})
@@ -125,4 +143,4 @@ def throwaway_hosts(names: list[str], workdir: Path) -> Iterator[Path]:
         assert created.returncode == 0, created.stdout + created.stderr
         yield inventory
     finally:
-        ansible_playbook(RESOURCES / "destroy.yml", inventory, extra_vars=state, env=env)
+        remove_hosts(names, workdir, scenario)

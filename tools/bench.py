@@ -1,0 +1,370 @@
+"""Deploy benchmark on the local test bed; writes docs/benchmarks.md (`make bench`).
+
+Usage: python tools/bench.py [--output FILE] [--one-host]
+
+In one run, on throwaway test bed hosts bench-a, bench-b, bench-c (network
+molecule-bench; removed at the end, also on failure or Ctrl-C):
+  1. cold deploy of playbooks/site.yml on bench-a (no Docker yet, images side-loaded
+     from .cache/images as inventories/demo does), with the build task's time;
+  2. a no-op re-run on bench-a (changed=0, or the benchmark fails);
+  3. a redeploy after a one-line change to a copy of the sample app, while a poller
+     on bench-a asks the API every 100 ms;
+  4. the size of the layers the Dockerfile adds over the runtime base image;
+  5. bench-b and bench-c deployed cold in one run, then a no-op on bench-a alone and
+     a no-op on all three (each changed=0).
+--one-host skips step 5 (for debugging the tool; the report says it was skipped).
+Every ansible-playbook output is kept in .cache/bench/<time>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import bench_parse as bp
+from bench_report import Machine, Measure, Report, render
+from testlib import REPO, ansible_playbook, recap, remove_hosts, throwaway_hosts
+
+HOSTS = ["bench-a", "bench-b", "bench-c"]
+SCENARIO = "bench"  # network molecule-bench
+DEMO = REPO / "inventories" / "demo"
+SITE = REPO / "playbooks" / "site.yml"
+# The runtime base image of the app in the demo inventory (debian:trixie-slim's stand-in).
+RUNTIME = yaml.safe_load((DEMO / "group_vars" / "all" / "vars.yml").read_text())["stack_runtime_image"]
+VAULT_ID = f"demo@{DEMO / 'demo-vault-password.txt'}"
+API = "http://127.0.0.1:8080/api/bots"
+NEW_VERSION = "bench-2"
+# On the bench host (a throwaway container), not on this machine.
+POLL_FILE = "/var/tmp/bench-api-polls.txt"  # noqa: S108
+POLL_STOP = "/var/tmp/bench-api-polls.stop"  # noqa: S108
+# Runs on the host: one request every 100 ms, one line per request.
+POLLER = """
+import os, sys, time, urllib.request
+url, out, stop = sys.argv[1:4]
+with open(out, "w") as f:
+    due = time.monotonic()
+    while not os.path.exists(stop):
+        at = time.time()
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                ok, version = r.status == 200, r.headers.get("X-Algo-Trade-Version") or "-"
+        except Exception:
+            ok, version = False, "-"
+        f.write(f"{at:.3f} {int(ok)} {version}\\n")
+        f.flush()
+        due = max(due + 0.1, time.monotonic())
+        time.sleep(max(0.0, due - time.monotonic()))
+"""
+
+
+class BenchError(Exception):
+    """A measurement that cannot be trusted: the benchmark stops."""
+
+
+def log(message: str) -> None:
+    print(f"{datetime.now():%H:%M:%S} {message}", file=sys.stderr, flush=True)
+
+
+def sh(*argv: str) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BenchError(f"{' '.join(argv)!r} exited {result.returncode}: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def on_host(host: str, command: str) -> str:
+    return sh("docker", "exec", host, "sh", "-c", command)
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+@dataclass
+class Run:
+    label: str
+    seconds: float
+    times: list[bp.TaskTime]
+    recaps: dict[str, dict[str, int]]
+    load_before: str
+    load_after: str
+
+    @property
+    def changed(self) -> int:
+        return sum(r.get("changed", 0) for r in self.recaps.values())
+
+
+@dataclass
+class Bench:
+    inventory: Path
+    app: Path
+    logs: Path
+    runs: list[Run] = field(default_factory=list)
+
+    def deploy(self, label: str, hosts: list[str], expect_no_change: bool = False) -> Run:
+        """One timed site.yml run with profile_tasks; its output goes to the log directory."""
+        log(f"{label}: site.yml on {', '.join(hosts)}")
+        before = loadavg()
+        start = time.monotonic()
+        result = ansible_playbook(
+            SITE,
+            self.inventory,
+            "--vault-id",
+            VAULT_ID,
+            "--limit",
+            ",".join(hosts),
+            extra_vars={"demo_root": str(REPO), "stack_source_dir": str(self.app)},
+            env={
+                "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+                "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all",
+            },
+        )
+        seconds = time.monotonic() - start
+        logfile = self.logs / f"{len(self.runs) + 1:02d}-{label.replace(' ', '-')}.log"
+        logfile.write_text(result.stdout + result.stderr)
+        if result.returncode != 0:
+            raise BenchError(f"{label} failed (exit {result.returncode}); see {logfile}")
+        run = Run(
+            label,
+            seconds,
+            bp.task_times(result.stdout),
+            {h: recap(result, h) for h in hosts},
+            before,
+            loadavg(),
+        )
+        if expect_no_change and run.changed:
+            changed = {h: r["changed"] for h, r in run.recaps.items() if r["changed"]}
+            raise BenchError(f"{label} was not a no-op: changed={changed}; see {logfile}")
+        self.runs.append(run)
+        log(f"{label}: {seconds:.1f} s, changed={run.changed}")
+        return run
+
+
+def write_inventory(workdir: Path) -> Path:
+    """The bench hosts with the demo inventory's variables and vault."""
+    inventory = workdir / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    (inventory / "group_vars" / "all").symlink_to(DEMO / "group_vars" / "all")
+    hosts = "\n".join(f"    {h}:\n      ansible_connection: community.docker.docker" for h in HOSTS)
+    (inventory / "hosts.yml").write_text(f"all:\n  hosts:\n{hosts}\n")
+    return inventory
+
+
+def bump_version(app: Path) -> None:
+    """The one-line change: a new `pub const VERSION` in the sample app's CLI crate."""
+    main = app / "crates" / "cli" / "src" / "main.rs"
+    lines = main.read_text().splitlines(keepends=True)
+    index = next(i for i, line in enumerate(lines) if line.startswith("pub const VERSION"))
+    lines[index] = f'pub const VERSION: &str = "{NEW_VERSION}";\n'
+    main.write_text("".join(lines))
+
+
+def start_poller(host: str) -> None:
+    on_host(host, f"rm -f {POLL_FILE} {POLL_STOP}")
+    sh("docker", "exec", "-d", host, "python3", "-c", POLLER, API, POLL_FILE, POLL_STOP)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if " 1 " in on_host(host, f"cat {POLL_FILE} 2>/dev/null || true"):
+            return
+    raise BenchError(f"the poller on {host} never saw the API answer on {API}")
+
+
+def stop_poller(host: str) -> bp.Downtime:
+    deployed = time.time()
+    time.sleep(2)  # a few answered polls after the redeploy
+    on_host(host, f"touch {POLL_STOP}")
+    time.sleep(1.5)
+    polls = bp.parse_polls(on_host(host, f"cat {POLL_FILE}"))
+    # The container shares this machine's clock: a poller that died early shows here.
+    if not polls or polls[-1].at < deployed:
+        raise BenchError(f"the poller on {host} stopped before the redeploy ended")
+    try:
+        return bp.downtime(polls)
+    except ValueError as error:
+        raise BenchError(f"API polls on {host}: {error}") from None
+
+
+def app_layers(host: str) -> tuple[str, str, list[bp.Layer], int]:
+    """The running app image, its runtime base, the layers the Dockerfile adds, the base's size."""
+    image = on_host(host, "docker inspect -f '{{.Config.Image}}' algo-trade-app-1")
+    fmt = "--no-trunc --human=false --format '{{.Size}}\t{{.CreatedBy}}'"
+    try:
+        added = bp.added_layers(
+            bp.history(on_host(host, f"docker history {fmt} {image}")),
+            bp.history(on_host(host, f"docker history {fmt} {RUNTIME}")),
+        )
+    except ValueError as error:
+        raise BenchError(f"{image} over {RUNTIME}: {error}") from None
+    base_size = int(on_host(host, "docker image inspect -f '{{.Size}}' " + RUNTIME))
+    return image, RUNTIME, added, base_size
+
+
+def machine() -> Machine:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor() or "unknown",
+    )
+    mem_kib = int(
+        next(
+            line.split()[1]
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal:")
+        )
+    )
+    dirty = subprocess.run(["git", "-C", str(REPO), "diff", "--quiet", "HEAD"], check=False).returncode != 0
+    return Machine(
+        cpu=cpu,
+        cpus=len(os.sched_getaffinity(0)),
+        memory_gib=mem_kib / 1024 / 1024,
+        kernel=f"{platform.system()} {platform.release()}",
+        docker=sh("docker", "version", "--format", "{{.Server.Version}}"),
+        ansible=sh("ansible", "--version").splitlines()[0],
+        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        commit=sh("git", "-C", str(REPO), "rev-parse", "--short", "HEAD") + ("-dirty" if dirty else ""),
+        uptime_before=sh("uptime").strip(),
+        others_before=other_containers(),
+    )
+
+
+def other_containers() -> int:
+    names = sh("docker", "ps", "--format", "{{.Names}}").split()
+    return len([n for n in names if n not in HOSTS])
+
+
+def leftovers() -> list[str]:
+    """Bench containers or volumes that exist (none should once a run ends)."""
+    containers = sh("docker", "ps", "-a", "--format", "{{.Names}}").split()
+    volumes = sh("docker", "volume", "ls", "--format", "{{.Name}}").split()
+    ours = set(HOSTS) | {f"{h}-docker" for h in HOSTS}
+    return sorted(ours & (set(containers) | set(volumes)))
+
+
+def force_remove() -> None:
+    """When destroy.yml could not run (Ansible itself broken): the bench's own names, by hand."""
+    log(f"destroy.yml left {', '.join(leftovers())}; removing them with the docker client")
+    subprocess.run(["docker", "rm", "-f", *HOSTS], capture_output=True, check=False)
+    subprocess.run(
+        ["docker", "volume", "rm", *(f"{h}-docker" for h in HOSTS)], capture_output=True, check=False
+    )
+    subprocess.run(["docker", "network", "rm", f"molecule-{SCENARIO}"], capture_output=True, check=False)
+    if leftovers():
+        raise BenchError(f"the clean-up left {', '.join(leftovers())}")
+
+
+def measure(one_host: bool, logs: Path) -> Report:
+    workdir = Path(tempfile.mkdtemp(prefix="algotrade-bench-"))
+    state = workdir / "state"
+    state.mkdir()
+    try:
+        if leftovers():
+            log(f"removing what an earlier run left: {', '.join(leftovers())}")
+            remove_hosts(HOSTS, state, scenario=SCENARIO)
+            if leftovers():
+                force_remove()
+        info = machine()
+        app = workdir / "sample-app"
+        shutil.copytree(REPO / "tests" / "sample-app", app, ignore=shutil.ignore_patterns("target"))
+        inventory = write_inventory(workdir)
+        names = HOSTS[:1] if one_host else HOSTS
+        log(f"starting {', '.join(names)} (network molecule-{SCENARIO}); logs in {logs}")
+        with throwaway_hosts(names, state, scenario=SCENARIO):
+            bench = Bench(inventory, app, logs)
+            cold = bench.deploy("cold deploy", ["bench-a"])
+            noop = bench.deploy("no-op", ["bench-a"], expect_no_change=True)
+            info.host_docker = on_host("bench-a", "docker version --format '{{.Server.Version}}'")
+            start_poller("bench-a")
+            bump_version(app)
+            redeploy = bench.deploy("one-line change", ["bench-a"])
+            polls = stop_poller("bench-a")
+            if polls.last_version != NEW_VERSION:
+                raise BenchError(f"after the redeploy the API reports version {polls.last_version!r}")
+            image, runtime, added, base_size = app_layers("bench-a")
+            fleet, fleet_error = None, ""
+            if not one_host:
+                # Its failure still leaves the figures above worth writing down.
+                try:
+                    cold_two = bench.deploy("cold deploy of two more hosts", ["bench-b", "bench-c"])
+                    noop_one = bench.deploy("no-op one host", ["bench-a"], expect_no_change=True)
+                    noop_three = bench.deploy("no-op three hosts", HOSTS, expect_no_change=True)
+                    fleet = (cold_two, noop_one, noop_three)
+                except BenchError as error:
+                    log(f"three hosts: {error}")
+                    fleet_error = str(error)
+            log("removing the bench hosts")
+        if leftovers():
+            force_remove()
+        info.uptime_after = sh("uptime").strip()
+        info.others_after = other_containers()
+        return Report(
+            machine=info,
+            cold=Measure.of(cold),
+            cold_build=bp.build_seconds(cold.times),
+            cold_times=cold.times,
+            noop=Measure.of(noop),
+            noop_times=noop.times,
+            change=Measure.of(redeploy),
+            change_build=bp.build_seconds(redeploy.times),
+            change_times=redeploy.times,
+            polls=polls,
+            image=image,
+            runtime=runtime,
+            layers=added,
+            base_size=base_size,
+            cold_two=Measure.of(fleet[0]) if fleet else None,
+            noop_one=Measure.of(fleet[1]) if fleet else None,
+            noop_three=Measure.of(fleet[2]) if fleet else None,
+            noop_three_times=fleet[2].times if fleet else [],
+            fleet_error=fleet_error,
+        )
+    finally:
+        if leftovers():
+            force_remove()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")  # unwinds through the hosts' clean-up
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "benchmarks.md")
+    parser.add_argument("--one-host", action="store_true", help="skip the three-host part (debugging)")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _terminate)
+    logs = REPO / ".cache" / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    logs.mkdir(parents=True)
+    try:
+        report = measure(args.one_host, logs)
+    except BenchError as error:
+        log(f"benchmark failed: {error}")
+        return 1
+    args.output.write_text(render(report))
+    log(f"wrote {args.output}")
+    return 1 if report.fleet_error else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""docs/benchmarks.md from one run of the deploy benchmark (tools/bench.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bench_parse import Downtime, Layer, TaskTime, phases
+
+TOP_TASKS = 12
+# The issue's targets: (no-op / cold, change redeploy / cold, downtime s, 3-host / 1-host no-op).
+TARGET_NOOP = 0.10
+TARGET_CHANGE = 0.30
+TARGET_DOWNTIME = 10.0
+TARGET_THREE = 1.5
+
+
+@dataclass
+class Machine:
+    cpu: str
+    cpus: int
+    memory_gib: float
+    kernel: str
+    docker: str
+    ansible: str
+    date: str
+    commit: str
+    uptime_before: str
+    others_before: int
+    uptime_after: str = ""
+    others_after: int = 0
+    host_docker: str = ""
+
+
+class _Run(Protocol):
+    label: str
+    seconds: float
+    load_before: str
+    load_after: str
+
+    @property
+    def changed(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Measure:
+    seconds: float
+    changed: int
+    load_before: str
+    load_after: str
+
+    @classmethod
+    def of(cls, run: _Run) -> Measure:
+        return cls(run.seconds, run.changed, run.load_before, run.load_after)
+
+
+@dataclass
+class Report:
+    machine: Machine
+    cold: Measure
+    cold_build: float
+    cold_times: list[TaskTime]
+    noop: Measure
+    noop_times: list[TaskTime]
+    change: Measure
+    change_build: float
+    change_times: list[TaskTime]
+    polls: Downtime
+    image: str
+    runtime: str
+    layers: list[Layer]
+    base_size: int
+    cold_two: Measure | None
+    noop_one: Measure | None
+    noop_three: Measure | None
+    noop_three_times: list[TaskTime]
+    fleet_error: str = ""
+
+
+def _s(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.0f} s ({int(seconds // 60)} min {seconds % 60:02.0f} s)"
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 100_000 else f"{size / 1e3:.1f} kB"
+
+
+def _verdict(value: float, target: float) -> str:
+    return "met" if value <= target else "**missed**"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _tasks(times: list[TaskTime], limit: int = TOP_TASKS) -> list[str]:
+    rows = ["| task | seconds |", "| --- | ---: |"]
+    rows += [f"| {_cell(t.name)} | {t.seconds:.1f} |" for t in times[:limit]]
+    return rows
+
+
+def _results(r: Report) -> list[str]:
+    noop, change = r.noop.seconds / r.cold.seconds, r.change.seconds / r.cold.seconds
+    d = r.polls
+    rows = [
+        "| measure | result | target | |",
+        "| --- | --- | --- | --- |",
+        f"| Cold deploy of `playbooks/site.yml`, fresh host | {_s(r.cold.seconds)} | | |",
+        f"| of which the image build (Rust build and image) | {_s(r.cold_build)} | | |",
+        f"| No-op re-run (changed=0) | {_s(r.noop.seconds)} = {noop:.1%} of cold | <= 10% "
+        f"| {_verdict(noop, TARGET_NOOP)} |",
+        f"| Redeploy after a one-line change (changed={r.change.changed}) | {_s(r.change.seconds)} = "
+        f"{change:.1%} of cold | <= 30% | {_verdict(change, TARGET_CHANGE)} |",
+        f"| of which the image build | {_s(r.change_build)} ({r.change_build / r.cold_build:.0%} of the cold "
+        "build) | | |",
+        f"| API downtime during that redeploy | {d.total:.1f} s ({len(d.outages)} outage(s), longest "
+        f"{d.longest:.1f} s) | <= 10 s | {_verdict(d.total, TARGET_DOWNTIME)} |",
+    ]
+    if r.noop_one and r.noop_three:
+        three = r.noop_three.seconds / r.noop_one.seconds
+        rows.append(
+            f"| No-op over three hosts (changed=0) | {_s(r.noop_three.seconds)} = {three:.2f}x one host "
+            f"({_s(r.noop_one.seconds)}, measured just before) | <= 1.5x | {_verdict(three, TARGET_THREE)} |"
+        )
+    elif r.fleet_error:
+        rows.append(f"| No-op over three hosts | **failed**: {_cell(r.fleet_error)} | <= 1.5x | |")
+    else:
+        rows.append("| No-op over three hosts | not measured (`--one-host`) | <= 1.5x | |")
+    if r.cold_two:
+        rows.append(f"| Cold deploy of two more hosts in one run (extra) | {_s(r.cold_two.seconds)} | | |")
+    rows.append(
+        f"| Layers the Dockerfile adds over its runtime base | {_mb(sum(x.size for x in r.layers))} "
+        f"in {len(r.layers)} layer(s) (base {_mb(r.base_size)}) | | |"
+    )
+    return rows
+
+
+def _machine(m: Machine) -> list[str]:
+    return [
+        "| | |",
+        "| --- | --- |",
+        f"| CPU | {m.cpu}, {m.cpus} usable |",
+        f"| Memory | {m.memory_gib:.1f} GiB |",
+        f"| Kernel | {m.kernel} |",
+        f"| Docker | engine {m.docker} on the machine; {m.host_docker} inside the test hosts |",
+        f"| Ansible | {m.ansible} |",
+        f"| Date | {m.date} |",
+        f"| Commit | `{m.commit}` |",
+        f"| `uptime` before | `{m.uptime_before}` ({m.others_before} other containers running) |",
+        f"| `uptime` after | `{m.uptime_after}` ({m.others_after} other containers running) |",
+    ]
+
+
+def _loads(r: Report) -> list[str]:
+    named = [
+        ("cold deploy", r.cold),
+        ("no-op", r.noop),
+        ("one-line change", r.change),
+        ("cold deploy of two more hosts", r.cold_two),
+        ("no-op one host (before three)", r.noop_one),
+        ("no-op three hosts", r.noop_three),
+    ]
+    rows = ["| run | seconds | load average before | after |", "| --- | ---: | --- | --- |"]
+    rows += [
+        f"| {name} | {m.seconds:.1f} | {m.load_before} | {m.load_after} |"
+        for name, m in named
+        if m is not None
+    ]
+    return rows
+
+
+def render(r: Report) -> str:
+    d = r.polls
+    out = [
+        "# Deploy benchmark",
+        "",
+        f"<!-- Generated by `make bench` (tools/bench.py) on {r.machine.date}; do not edit by hand. -->",
+        "",
+        "Generated by `make bench` (`tools/bench.py`): one run on the local test bed, a throwaway",
+        "Debian 13 systemd container per host (as the Molecule scenarios use) with no Docker",
+        "installed; `playbooks/site.yml` with `inventories/demo`'s variables (the test bed's images",
+        "side-loaded from `.cache/images/*.tar`, the sample app built on the host). Times are wall",
+        "clock of `ansible-playbook`; task times come from `ansible.posix.profile_tasks`.",
+        "",
+        "## Machine",
+        "",
+        *_machine(r.machine),
+        "",
+        "The machine is shared: other engineers' Molecule scenarios ran at the same time, so",
+        "absolute times, the Rust builds above all, depend on the load (below, per run).",
+        "",
+        "## Results",
+        "",
+        *_results(r),
+        "",
+        "## How each figure is taken",
+        "",
+        "- *Cold deploy*: `site.yml` on a new host: Docker Engine from Debian's mirror, the four",
+        "  images copied and loaded, the source packed, the image built (BuildKit, cache mounts",
+        "  empty), the stack started and its health gate passed.",
+        "- *No-op*: `site.yml` again, unchanged; the run fails the benchmark unless every host",
+        "  reports changed=0.",
+        "- *One-line change*: `pub const VERSION` in the sample app's `crates/cli/src/main.rs`",
+        "  (a copy in a temporary directory) bumped, then `site.yml`; the build reuses cargo's",
+        "  target directory in the BuildKit cache mount.",
+        f"- *Downtime*: a Python loop on the host asks `GET {'http://127.0.0.1:8080/api/bots'}` every",
+        "  100 ms (1 s timeout) from before the redeploy until after it; an outage lasts from its",
+        "  first failed request to the next answered one.",
+        f"  This run: {d.polls} requests, {d.failures} failed, one every {d.mean_interval * 1000:.0f} ms"
+        f" on average; outages: {', '.join(f'{o:.1f} s' for o in d.outages) or 'none'}; the API",
+        f"  answered as version `{d.first_version}` before and `{d.last_version}` after.",
+        "- *Three hosts*: two more fresh hosts deployed cold in one run, then a no-op on the first",
+        "  host alone and a no-op on all three (the first host is the one measured above).",
+        f"- *Layers*: `docker history` of the running image `{r.image}` minus the history of its",
+        f"  runtime base `{r.runtime}` (the test bed's stand-in for `debian:trixie-slim`).",
+        "",
+        "Load during each run:",
+        "",
+        *_loads(r),
+        "",
+        "## Where the time goes",
+        "",
+        "Cold deploy, by role and task file:",
+        "",
+        "| phase | seconds |",
+        "| --- | ---: |",
+        *[f"| {p.name} | {p.seconds:.1f} |" for p in phases(r.cold_times)[:TOP_TASKS]],
+        "",
+        "Cold deploy, longest tasks:",
+        "",
+        *_tasks(r.cold_times),
+        "",
+        "One-line change, longest tasks:",
+        "",
+        *_tasks(r.change_times),
+        "",
+        "No-op, longest tasks:",
+        "",
+        *_tasks(r.noop_times),
+        "",
+    ]
+    if r.noop_three_times:
+        out += ["No-op over three hosts, longest tasks:", "", *_tasks(r.noop_three_times), ""]
+    out += [
+        "## Layers the Dockerfile adds",
+        "",
+        "| size | created by |",
+        "| ---: | --- |",
+        *[f"| {_mb(x.size)} | `{_cell(x.created_by[:110])}` |" for x in r.layers],
+        "",
+    ]
+    return "\n".join(out)
