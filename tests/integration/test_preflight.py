@@ -87,12 +87,12 @@ def test_preflight_refuses(
     [
         pytest.param(
             {"stack_db_password": "changeme-0123456789"},
-            ["stack_db_password must be set (from Ansible Vault)", "openssl rand"],
+            ["stack_db_password on ", " is a placeholder", "openssl rand", "vault_stack_db_password"],
             id="placeholder-db-password",
         ),
         pytest.param(
             {"stack_db_password": "a-real-db-password-42", "stack_tui_password": "short"},
-            ["stack_tui_password must be set (from Ansible Vault)", "stack_tui_enabled: false"],
+            ["stack_tui_password on ", " is shorter than 16 characters", "stack_tui_enabled false"],
             id="weak-web-terminal-password",
         ),
         pytest.param(
@@ -130,3 +130,33 @@ def test_stack_preflight_refuses_bad_input_naming_the_variable(
     for value in extra_vars.values():
         if "password" in value:
             assert value not in out, "a password reached the output"
+
+
+def test_stack_preflight_refuses_a_changed_database_password(tmp_path: Path) -> None:
+    """A re-deploy cannot change the password of a running database: rotate_db_password does."""
+    (tmp_path / "secrets").mkdir()
+    deployed, new = "the-deployed-db-password-42", "a-new-vault-db-password-42"
+    (tmp_path / "secrets" / "db_password").write_text(deployed)
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("described ansible_connection=local ansible_python_interpreter=python3\n")
+    result = ansible_playbook(
+        PLAYBOOK,
+        inventory,
+        "--check",
+        extra_vars={
+            "described_role": "algotrade.deploy.stack",
+            "described_facts": DEBIAN_12,
+            "stack_project_dir": str(tmp_path),
+            "stack_db_password": new,
+            "stack_tui_password": "a-real-tui-password-42",
+            "stack_source_dir": str(REPO / "tests" / "sample-app"),
+            "stack_ttyd_source": "image",
+        },
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "stack_db_password differs from the password the database on described runs with" in out
+    assert "rotate_db_password" in out
+    assert new not in out, "the new password reached the output"
+    assert deployed not in out, "the deployed password reached the output"
+    assert "changed=0" in out

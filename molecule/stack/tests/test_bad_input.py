@@ -24,20 +24,24 @@ PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ\n-----END CERTIFI
 
 # (case id, settings over the scenario's, text the refusal must contain)
 CASES: list[tuple[str, dict[str, Any], str]] = [
-    ("db-password-missing", {"stack_db_password": ""}, "stack_db_password must be set"),
+    ("db-password-missing", {"stack_db_password": ""}, "stack_db_password on stack-a is empty"),
     (
         "db-password-placeholder",
         {"stack_db_password": "changeme-changeme-42"},
-        "stack_db_password must be set",
+        "stack_db_password on stack-a is a placeholder",
     ),
-    ("db-password-short", {"stack_db_password": "short-pw"}, "stack_db_password must be set"),
-    ("tui-password-missing", {"stack_tui_password": ""}, "stack_tui_password must be set"),
+    (
+        "db-password-short",
+        {"stack_db_password": "short-pw"},
+        "stack_db_password on stack-a is shorter than 16 characters",
+    ),
+    ("tui-password-missing", {"stack_tui_password": ""}, "stack_tui_password on stack-a is empty"),
     (
         "tui-password-placeholder",
         {"stack_tui_password": "password-password"},
-        "stack_tui_password must be set",
+        "stack_tui_password on stack-a is a placeholder",
     ),
-    ("api-password-missing", {"stack_api_password": ""}, "stack_api_password: stack_api_remote needs"),
+    ("api-password-missing", {"stack_api_password": ""}, "stack_api_password on stack-a is empty"),
     (
         "api-port-out-of-range",
         {"stack_api_port": 70000},
