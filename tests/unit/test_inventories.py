@@ -45,7 +45,10 @@ def test_host_vars_configure_bots(env: str) -> None:
     files = list((REPO / "inventories" / env / "host_vars").glob("*/vars.yml"))
     assert files
     for path in files:
-        assert yaml.safe_load(path.read_text())["stack_bots"], path
+        bots = yaml.safe_load(path.read_text())["stack_bots"]
+        assert bots, path
+        # The stack's settings rule: every bot has a name (the API's key for it).
+        assert all(bot.get("name") for bot in bots), path
 
 
 def client(vault_id: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:

@@ -220,3 +220,29 @@ def test_stale_lock_is_broken_on_request(hosts: dict[str, testinfra.host.Host]) 
     assert list(summary(out)) == ["fleet-a"]
     assert fleet(hosts) == before
     no_locks_left(hosts)
+
+
+def test_failed_host_stops_the_rollout_in_a_batch_of_several(hosts: dict[str, testinfra.host.Host]) -> None:
+    """fleet-b fails beside fleet-a in the first batch (its lock is held): fleet-c is never reached.
+
+    Ansible's max_fail_percentage alone lets the next batch start here (the failure
+    sits in a block with an always section); the rollout play stops itself.
+    """
+    held = {"id": "fedcba9876543210", "by": "other@elsewhere", "since": "2026-01-01T00:00:00Z"}
+    run_ok(hosts["fleet-b"], f"echo '{json.dumps(held)}' > {LOCK}")
+    before = fleet(hosts)
+    try:
+        result = ansible_playbook(STACK, INVENTORY, extra_vars={"stack_rollout_batches": [2, "100%"]})
+    finally:
+        run_ok(hosts["fleet-b"], f"rm -f {LOCK}")
+    out = result.stdout + result.stderr
+    keep("failed-in-batch", out)
+    assert result.returncode != 0, out[-5000:]
+    assert "fleet-b is locked by another deploy: other@elsewhere" in out
+    assert recap(result, "fleet-b")["failed"] == 1
+    assert recap(result, "fleet-a")["failed"] == 0
+    with pytest.raises(AssertionError, match="no recap for fleet-c"):
+        recap(result, "fleet-c")
+    assert "not reached" in summary(out)["fleet-c"]
+    assert fleet(hosts) == before
+    no_locks_left(hosts)

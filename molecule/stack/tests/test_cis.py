@@ -82,16 +82,27 @@ class TestContainerRuntime:
     def test_user_is_not_root_unless_documented(self, host: testinfra.host.Host, container: str) -> None:
         user = inspect(host, container)["Config"]["User"]
         if container in ROOT_START:
-            return  # documented exception: drops privileges itself (see module docstring)
-        assert user, "runs as the image's default user"
-        assert not user.startswith(("0", "root")), user
+            assert user in ("", "0", "root"), f"{container} is a documented root start, now {user!r}"
+        else:
+            assert user, "runs as the image's default user"
+            assert not user.startswith(("0", "root")), user
+
+    def test_processes_drop_root(self, host: testinfra.host.Host, container: str) -> None:
+        """Root starts drop privileges: only nginx's master process may stay root."""
+        table = run_ok(host, f"docker top {container} -eo uid,comm").splitlines()[1:]
+        rows = [line.split(None, 1) for line in table]
+        root = [comm.strip() for uid, comm in rows if uid == "0"]
+        assert rows, f"no process in {container}"
+        assert root == (["nginx"] if container == PROXY else []), f"root processes in {container}: {root}"
 
     def test_capabilities_dropped(self, host: testinfra.host.Host, container: str) -> None:
         config = inspect(host, container)["HostConfig"]
         if KEEP_CAPS.get(container, []) is None:
-            return  # documented exception: the database keeps the image's default set
-        assert config["CapDrop"] == ["ALL"]
-        assert sorted(config["CapAdd"] or []) == KEEP_CAPS.get(container, [])
+            # Documented exception: the database keeps the image's default set, no more.
+            assert (config["CapDrop"] or [], config["CapAdd"] or []) == ([], [])
+        else:
+            assert config["CapDrop"] == ["ALL"]
+            assert sorted(config["CapAdd"] or []) == KEEP_CAPS.get(container, [])
 
     def test_no_new_privileges(self, host: testinfra.host.Host, container: str) -> None:
         assert "no-new-privileges:true" in inspect(host, container)["HostConfig"]["SecurityOpt"]
@@ -101,10 +112,9 @@ class TestContainerRuntime:
 
     def test_pids_and_memory_limits(self, host: testinfra.host.Host, container: str) -> None:
         config = inspect(host, container)["HostConfig"]
-        expected = LIMITS[container]
-        if expected is None:
-            return  # the database: sized by the operator's host, no limit set (README)
-        assert (config["PidsLimit"], config["Memory"]) == expected
+        # The database: sized by the operator's host, no limit set (README).
+        expected = LIMITS[container] or (None, 0)
+        assert (config["PidsLimit"] or None, config["Memory"]) == expected
 
     def test_health_check_defined_and_healthy(self, host: testinfra.host.Host, container: str) -> None:
         state = inspect(host, container)
