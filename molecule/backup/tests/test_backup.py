@@ -299,6 +299,31 @@ def test_logs_prints_the_last_lines_per_service(host: testinfra.host.Host) -> No
     assert "[2K" not in out
 
 
+def test_changing_operations_wait_for_the_deploy_lock(host: testinfra.host.Host) -> None:
+    """Rollback, rotation, teardown and restore refuse while another run holds the lock; status reads."""
+    lock = f"{PROJECT}/deploy.lock"
+    assert not host.file(lock).exists, "an earlier operation left its lock behind"
+    held = {"id": "fedcba9876543210", "by": "other@elsewhere", "since": "2026-01-01T00:00:00Z"}
+    app_id = run_ok(host, f"docker inspect -f '{{{{.Id}}}}' {APP}")
+    run_ok(host, f"echo '{json.dumps(held)}' > {lock}")
+    try:
+        for name, extra in (
+            ("rollback", {}),
+            ("rotate_db_password", {}),
+            ("teardown", {"ops_teardown_confirm": True}),
+            ("restore", {"backup_restore_confirm": True}),
+        ):
+            rc, out, _ = playbook(name, **extra)
+            assert rc != 0, out[-3000:]
+            assert "backup-a is locked by another deploy: other@elsewhere" in out, name
+        rc, out, _ = playbook("status")
+        assert rc == 0, out[-3000:]
+        assert json.loads(host.file(lock).content_string) == held
+    finally:
+        run_ok(host, f"rm -f {lock}")
+    assert run_ok(host, f"docker inspect -f '{{{{.Id}}}}' {APP}") == app_id
+
+
 def test_scheduled_backup_runs_the_same_script_with_retention(host: testinfra.host.Host) -> None:
     rc, out, _ = playbook("backup_schedule")
     assert rc == 0, out[-3000:]
