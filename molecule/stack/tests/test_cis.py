@@ -89,9 +89,9 @@ class TestContainerRuntime:
 
     def test_processes_drop_root(self, host: testinfra.host.Host, container: str) -> None:
         """Root starts drop privileges: only nginx's master process may stay root."""
-        table = run_ok(host, f"docker top {container} -eo uid,comm").splitlines()[1:]
-        rows = [line.split(None, 1) for line in table]
-        root = [comm.strip() for uid, comm in rows if uid == "0"]
+        table = run_ok(host, f"docker top {container} -eo pid,uid,comm").splitlines()[1:]
+        rows = [line.split(None, 2) for line in table]
+        root = [comm.strip() for _pid, uid, comm in rows if uid == "0"]
         assert rows, f"no process in {container}"
         assert root == (["nginx"] if container == PROXY else []), f"root processes in {container}: {root}"
 
