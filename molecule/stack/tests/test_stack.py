@@ -276,6 +276,10 @@ def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.H
         " && git -c user.name=t -c user.email=t@example.invalid commit -qm sample"
         f" && git clone -q --bare . {repo}",
     )
+    # A secret file the role once wrote but is no longer configured (the scenario sets no
+    # API wallet key): the deploy removes it.
+    stale = f"{PROJECT}/secrets/hyperliquid_api_wallet_key"
+    run_ok(host, f"echo stale-key > {stale} && chmod 0400 {stale}")
     result = ansible_playbook(
         REPO / "molecule" / "stack" / "converge.yml",
         INVENTORY,
@@ -285,3 +289,4 @@ def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.H
     assert result.returncode == 0, failure[:4000] or result.stdout[-3000:]
     wait_healthy(host, timeout=30)
     assert api(host, "GET", "/api/bots").startswith("200 sample-git")
+    assert not host.file(stale).exists, "a secret file no longer configured was left behind"
