@@ -203,6 +203,16 @@ def test_rollback_runs_v1_again(host: testinfra.host.Host) -> None:
     assert len(tags) >= 2, "v2 stays on the host for a roll forward"
 
 
+def test_rollback_again_changes_nothing(host: testinfra.host.Host) -> None:
+    """The target is the build before the newest: a second run does not go one further back."""
+    running = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
+    rc, out, result = playbook("rollback")
+    assert rc == 0, out[-3000:]
+    assert f"runs {running} already, nothing changed" in out
+    assert recap(result, HOST)["changed"] == 0
+    assert run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip() == running
+
+
 def test_rotated_password_works_and_the_old_one_is_refused(host: testinfra.host.Host) -> None:
     wait_healthy(host, timeout=30)
     assert db_login(host, NEW_DB_PASSWORD)
@@ -374,3 +384,14 @@ def test_teardown_deleting_the_data_leaves_a_final_backup(host: testinfra.host.H
     assert final not in before
     assert f"final backup: {BACKUPS}/{final}" in out
     assert manifest(host, final)["tables"] == restored
+
+
+def test_teardown_deleting_again_changes_nothing(host: testinfra.host.Host) -> None:
+    """No volume left: no final backup (it would start the database on new, empty volumes)."""
+    before = backups(host)
+    rc, out, result = playbook("teardown", ops_teardown_confirm=True, ops_teardown_delete_volumes=True)
+    assert rc == 0, out[-3000:]
+    assert recap(result, HOST)["changed"] == 0
+    assert backups(host) == before
+    assert "volumes deleted: none left" in out
+    assert not [v for v in run_ok(host, "docker volume ls -q").split() if v.startswith("algo-trade_")]

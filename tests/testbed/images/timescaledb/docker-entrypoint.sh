@@ -41,8 +41,11 @@ if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
   fi
   pwfile=$(mktemp)
   printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
-  initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --auth-local=trust \
-    --auth-host=scram-sha-256 --encoding=UTF8 -D "$PGDATA" >/dev/null
+  # As the official image: initdb's defaults (trust on the socket and on loopback),
+  # POSTGRES_INITDB_ARGS word-split, then passwords for every other address.
+  # shellcheck disable=SC2086
+  initdb --username="$POSTGRES_USER" --pwfile="$pwfile" --encoding=UTF8 \
+    ${POSTGRES_INITDB_ARGS:-} -D "$PGDATA" >/dev/null
   rm -f "$pwfile"
   {
     echo "listen_addresses = '*'"
