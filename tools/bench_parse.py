@@ -45,7 +45,7 @@ def build_seconds(times: list[TaskTime]) -> float:
 
 def phase_of(task: str) -> str:
     """`stack : build | Render ...` -> `stack : build`; tasks.main's includes are `role : main`."""
-    role, _, rest = task.rpartition(" : ")
+    role, _sep, rest = task.rpartition(" : ")
     if not role:
         return task.split(" | ", 1)[0]
     return f"{role} : {rest.split(' | ', 1)[0] if ' | ' in rest else 'main'}"
@@ -127,7 +127,7 @@ def history(text: str) -> list[Layer]:
     """`docker history --no-trunc --human=false --format '{{.Size}}\\t{{.CreatedBy}}'`, newest first."""
     layers = []
     for line in text.splitlines():
-        size, _, created_by = line.partition("\t")
+        size, _sep, created_by = line.partition("\t")
         layers.append(Layer(int(size), " ".join(created_by.split())))
     return layers
 

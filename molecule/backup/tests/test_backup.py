@@ -232,7 +232,7 @@ def test_rotation_kept_the_data_and_the_password_out_of_logs(host: testinfra.hos
 
 def test_rotation_again_changes_nothing(host: testinfra.host.Host) -> None:
     started = run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}")
-    rc, out, _ = playbook("rotate_db_password")
+    rc, out, _run = playbook("rotate_db_password")
     assert rc == 0, out[-3000:]
     assert "the password was current already, nothing changed" in out
     assert run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}") == started
@@ -243,7 +243,7 @@ def test_rotation_again_changes_nothing(host: testinfra.host.Host) -> None:
 
 def test_restore_refuses_without_confirmation(host: testinfra.host.Host) -> None:
     started = run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}")
-    rc, out, _ = playbook("restore")
+    rc, out, _run = playbook("restore")
     assert rc != 0
     assert "run again with -e backup_restore_confirm=true" in out
     assert run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}") == started
@@ -257,7 +257,7 @@ def test_restore_refuses_another_timescaledb_version(host: testinfra.host.Host) 
         edit = 's/"timescaledb": "[^"]*"/"timescaledb": "9.9.9"/'
         run_ok(host, f"sed -i '{edit}' {BACKUPS}/{fake}/manifest.json")
         started = run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}")
-        rc, out, _ = playbook("restore", backup_restore_confirm=True, backup_restore_name=fake)
+        rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=fake)
         assert rc != 0
         assert "was taken with TimescaleDB 9.9.9" in out
         assert "provides 2." in out
@@ -271,7 +271,7 @@ def test_restore_refuses_a_damaged_backup(host: testinfra.host.Host) -> None:
     fake = "20000101T000001Z"
     run_ok(host, f"cp -a {BACKUPS}/{name} {BACKUPS}/{fake} && printf x >> {BACKUPS}/{fake}/bots.db")
     try:
-        rc, out, _ = playbook("restore", backup_restore_confirm=True, backup_restore_name=fake)
+        rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=fake)
         assert rc != 0
         assert f"{fake}/bots.db is missing or its sha256 differs from manifest.json" in out
     finally:
@@ -279,7 +279,7 @@ def test_restore_refuses_a_damaged_backup(host: testinfra.host.Host) -> None:
 
 
 def test_rollback_refuses_an_unknown_build(host: testinfra.host.Host) -> None:
-    rc, out, _ = playbook("rollback", ops_rollback_to="0000000000000000")
+    rc, out, _run = playbook("rollback", ops_rollback_to="0000000000000000")
     assert rc != 0
     assert "ops_rollback_to=0000000000000000 is not a build on backup-a" in out
 
@@ -288,7 +288,7 @@ def test_rollback_refuses_an_unknown_build(host: testinfra.host.Host) -> None:
 
 
 def test_status_reports_version_health_disk_and_backup_age(host: testinfra.host.Host) -> None:
-    rc, out, _ = playbook("status")
+    rc, out, _run = playbook("status")
     assert rc == 0, out[-3000:]
     v1 = manifest(host, scenario(host)["backup"])["app"]["image"]
     assert f"{v1}, version sample-1" in out
@@ -301,7 +301,7 @@ def test_status_reports_version_health_disk_and_backup_age(host: testinfra.host.
 
 
 def test_logs_prints_the_last_lines_per_service(host: testinfra.host.Host) -> None:
-    rc, out, _ = playbook("logs", ops_logs_lines=20)
+    rc, out, _run = playbook("logs", ops_logs_lines=20)
     assert rc == 0, out[-3000:]
     assert "Trading system daemon sample-1 listening" in out
     assert " LOG: " in out
@@ -323,10 +323,10 @@ def test_changing_operations_wait_for_the_deploy_lock(host: testinfra.host.Host)
             ("teardown", {"ops_teardown_confirm": True}),
             ("restore", {"backup_restore_confirm": True}),
         ):
-            rc, out, _ = playbook(name, **extra)
+            rc, out, _run = playbook(name, **extra)
             assert rc != 0, out[-3000:]
             assert "backup-a is locked by another deploy: other@elsewhere" in out, name
-        rc, out, _ = playbook("status")
+        rc, out, _run = playbook("status")
         assert rc == 0, out[-3000:]
         assert json.loads(host.file(lock).content_string) == held
     finally:
@@ -335,12 +335,12 @@ def test_changing_operations_wait_for_the_deploy_lock(host: testinfra.host.Host)
 
 
 def test_scheduled_backup_runs_the_same_script_with_retention(host: testinfra.host.Host) -> None:
-    rc, out, _ = playbook("backup_schedule")
+    rc, out, _run = playbook("backup_schedule")
     assert rc == 0, out[-3000:]
     assert host.service("algo-trade-backup.timer").is_enabled
     assert host.service("algo-trade-backup.timer").is_running
     before = backups(host)
-    for _ in range(3):
+    for _attempt in range(3):
         run_ok(host, "systemctl start algo-trade-backup.service")
         time.sleep(1)  # backups are named by the second
     after = backups(host)
@@ -348,7 +348,7 @@ def test_scheduled_backup_runs_the_same_script_with_retention(host: testinfra.ho
     assert set(after) - set(before), "the timer's service took new backups"
     newest = manifest(host, after[-1])
     assert newest["tables"]["timescaledb"] == table_counts(host)
-    _, _, again = playbook("backup_schedule")
+    _rc, _out, again = playbook("backup_schedule")
     assert recap(again, HOST)["changed"] == 0
 
 
@@ -356,14 +356,14 @@ def test_scheduled_backup_runs_the_same_script_with_retention(host: testinfra.ho
 
 
 def test_teardown_refuses_without_confirmation(host: testinfra.host.Host) -> None:
-    rc, out, _ = playbook("teardown")
+    rc, out, _run = playbook("teardown")
     assert rc != 0
     assert "run again with -e ops_teardown_confirm=true" in out
     wait_healthy(host, timeout=10)
 
 
 def test_teardown_keeps_the_volumes(host: testinfra.host.Host) -> None:
-    rc, out, _ = playbook("teardown", ops_teardown_confirm=True)
+    rc, out, _run = playbook("teardown", ops_teardown_confirm=True)
     assert rc == 0, out[-3000:]
     assert run_ok(host, f"{COMPOSE} ps -a -q").strip() == ""
     volumes = run_ok(host, "docker volume ls -q").split()
@@ -375,7 +375,7 @@ def test_teardown_deleting_the_data_leaves_a_final_backup(host: testinfra.host.H
     before = backups(host)
     # The newest backup, taken by the timer, holds what the restore put back.
     restored = manifest(host, before[-1])["tables"]
-    rc, out, _ = playbook("teardown", ops_teardown_confirm=True, ops_teardown_delete_volumes=True)
+    rc, out, _run = playbook("teardown", ops_teardown_confirm=True, ops_teardown_delete_volumes=True)
     assert rc == 0, out[-3000:]
     volumes = run_ok(host, "docker volume ls -q").split()
     assert "algo-trade_db-data" not in volumes
