@@ -37,10 +37,11 @@ SECRETS = [OLD_DB_PASSWORD, NEW_DB_PASSWORD, VARS["stack_tui_password"]]
 # Later playbook runs must know the rotated password, as an operator's vault would.
 ROTATED = {"stack_db_password": NEW_DB_PASSWORD}
 
-# The daemon's TCP login, as the app makes it; the password comes on stdin.
+# The daemon's TCP login, as the app makes it (to the service name: the official image
+# trusts 127.0.0.1 without a password); the password comes on stdin.
 DB_LOGIN = (
     f"{COMPOSE} exec -T db sh -c 'IFS= read -r PGPASSWORD; export PGPASSWORD;"
-    ' psql -X -At -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "SELECT 1"\''
+    ' psql -X -At -h db -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "SELECT 1"\''
 )
 COUNTS_SQL = (
     "SELECT json_object_agg(format('%I.%I', schemaname, tablename), (xpath('/row/n/text()',"
