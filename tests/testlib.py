@@ -109,6 +109,15 @@ def recap(result: subprocess.CompletedProcess[str], host: str) -> dict[str, int]
     raise AssertionError(f"no recap for {host}:\n{result.stdout}\n{result.stderr}")
 
 
+def check_described_host(tmp_path: Path, extra_vars: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """A role (extra var described_role) in check mode on the controller, described by the
+    facts in described_facts instead of gathered ones: for preflight refusals."""
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("described ansible_connection=local ansible_python_interpreter=python3\n")
+    playbook = REPO / "tests" / "integration" / "playbooks" / "described_host.yml"
+    return ansible_playbook(playbook, inventory, "--check", extra_vars=extra_vars)
+
+
 def _testbed_state(names: list[str], workdir: Path, scenario: str) -> tuple[dict[str, Any], dict[str, str]]:
     platforms = {"molecule_yml": {"platforms": [{"name": n} for n in names]}}
     return {**platforms, "molecule_ephemeral_directory": str(workdir)}, {"MOLECULE_SCENARIO_NAME": scenario}

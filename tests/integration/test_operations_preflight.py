@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from testlib import ansible_playbook
-
-PLAYBOOK = Path(__file__).parent / "playbooks" / "described_host.yml"
+from testlib import check_described_host
 
 
 @pytest.mark.parametrize(
@@ -80,13 +78,9 @@ def test_operations_preflight_refuses(
     project = tmp_path / "algo-trade"
     project.mkdir()
     (project / "compose.yaml").write_text("services: {}\n")
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text("described ansible_connection=local ansible_python_interpreter=python3\n")
-    result = ansible_playbook(
-        PLAYBOOK,
-        inventory,
-        "--check",
-        extra_vars={
+    result = check_described_host(
+        tmp_path,
+        {
             f"{role}_project_dir": str(project),
             **extra_vars,
             "described_role": f"algotrade.deploy.{role}",

@@ -9,10 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from testlib import REPO, ansible_playbook
-
-PLAYBOOK = Path(__file__).parent / "playbooks" / "described_host.yml"
-
+from testlib import REPO, check_described_host
 
 DEBIAN_12 = {
     "distribution": "Debian",
@@ -21,6 +18,14 @@ DEBIAN_12 = {
     "distribution_release": "bookworm",
     "os_family": "Debian",
     "architecture": "x86_64",
+}
+
+# The stack role on a described Debian 12 host, with what it needs besides the case's input.
+STACK_ON_DEBIAN_12 = {
+    "described_role": "algotrade.deploy.stack",
+    "described_facts": DEBIAN_12,
+    "stack_source_dir": str(REPO / "tests" / "sample-app"),
+    "stack_ttyd_source": "image",
 }
 
 
@@ -68,11 +73,7 @@ DEBIAN_12 = {
 def test_preflight_refuses(
     tmp_path: Path, facts: dict[str, str], extra_vars: dict[str, str], expected: list[str]
 ) -> None:
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text("described ansible_connection=local ansible_python_interpreter=python3\n")
-    result = ansible_playbook(
-        PLAYBOOK, inventory, "--check", extra_vars={**extra_vars, "described_facts": facts}
-    )
+    result = check_described_host(tmp_path, {**extra_vars, "described_facts": facts})
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
     for text in expected:
@@ -109,19 +110,9 @@ def test_preflight_refuses(
 def test_stack_preflight_refuses_bad_input_naming_the_variable(
     tmp_path: Path, extra_vars: dict[str, str], expected: list[str]
 ) -> None:
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text("described ansible_connection=local ansible_python_interpreter=python3\n")
-    result = ansible_playbook(
-        PLAYBOOK,
-        inventory,
-        "--check",
-        extra_vars={
-            **extra_vars,
-            "described_role": "algotrade.deploy.stack",
-            "described_facts": DEBIAN_12,
-            "stack_source_dir": str(REPO / "tests" / "sample-app"),
-            "stack_ttyd_source": "image",
-        },
+    result = check_described_host(
+        tmp_path,
+        {**STACK_ON_DEBIAN_12, **extra_vars},
     )
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
@@ -137,20 +128,13 @@ def test_stack_preflight_refuses_a_changed_database_password(tmp_path: Path) -> 
     (tmp_path / "secrets").mkdir()
     deployed, new = "the-deployed-db-password-42", "a-new-vault-db-password-42"
     (tmp_path / "secrets" / "db_password").write_text(deployed)
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text("described ansible_connection=local ansible_python_interpreter=python3\n")
-    result = ansible_playbook(
-        PLAYBOOK,
-        inventory,
-        "--check",
-        extra_vars={
-            "described_role": "algotrade.deploy.stack",
-            "described_facts": DEBIAN_12,
+    result = check_described_host(
+        tmp_path,
+        {
+            **STACK_ON_DEBIAN_12,
             "stack_project_dir": str(tmp_path),
             "stack_db_password": new,
             "stack_tui_password": "a-real-tui-password-42",
-            "stack_source_dir": str(REPO / "tests" / "sample-app"),
-            "stack_ttyd_source": "image",
         },
     )
     out = result.stdout + result.stderr
