@@ -41,7 +41,8 @@ def _state(report: dict[str, Any], failed: str | None) -> tuple[str, str]:
     before, after = str(report.get("before", "")), str(report.get("after", ""))
     target = str(report.get("target", ""))
     if report.get("check_mode"):
-        change = "would change" if target and target != before else "no change"
+        due = str(report.get("changed", False)).lower() == "true" or (target and target != before)
+        change = "would change" if due else "no change"
     else:
         change = "changed" if str(report.get("changed", False)).lower() == "true" else "unchanged"
     health = str(report.get("health", "")) or "unknown"

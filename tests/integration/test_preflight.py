@@ -80,7 +80,7 @@ def test_preflight_refuses(
         assert text in out, f"{text!r} not in:\n{out}"
     assert "changed=0" in out
     # Refused in preflight, before the host is even read.
-    assert "List installed packages" not in out
+    assert "Look up the engine packages" not in out
 
 
 @pytest.mark.parametrize(
