@@ -1,7 +1,9 @@
-"""A fleet of three rolled out by the site playbook: build once, canary, stop on a failed gate, lock.
+"""A fleet of three rolled out by the site playbook: build once, plan, canary, stop on a failure, lock.
 
 The tests run in file order and each leaves every host healthy: v1 everywhere (converge),
-check mode, a faulty v2 stopped at the canary, the fixed v2 everywhere, then the lock.
+check mode, a faulty v2 stopped at the canary, the fixed v2 everywhere, the lock, then
+which hosts enter the batches: only those that change, none when a host fails its plan,
+and no later batch after a host of a batch of two fails.
 """
 
 from __future__ import annotations
@@ -222,32 +224,116 @@ def test_stale_lock_is_broken_on_request(hosts: dict[str, testinfra.host.Host]) 
     no_locks_left(hosts)
 
 
-def test_failed_host_stops_the_rollout_in_a_batch_of_several(hosts: dict[str, testinfra.host.Host]) -> None:
-    """fleet-b fails beside fleet-a in the first batch (its lock is held): fleet-c is never reached.
+def play_output(stdout: str, play: str) -> str:
+    """The output of one play (its tasks up to the next play or the recap)."""
+    text = stdout[stdout.index(f"PLAY [{play}]") :]
+    ends = [i for i in (text.find("PLAY [", 1), text.find("PLAY RECAP")) if i > 0]
+    return text[: min(ends)]
 
-    Ansible's max_fail_percentage alone lets the next batch start here (the failure
-    sits in a block with an always section); the rollout play stops itself.
-    """
+
+def with_host_vars(tmp_path: Path, host_vars: dict[str, str]) -> Path:
+    """A copy of the scenario's inventory with extra host variables (YAML text per host)."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(Path(INVENTORY).parent, inventory, symlinks=True)
+    (inventory / "host_vars").mkdir(exist_ok=True)
+    for name, text in host_vars.items():
+        (inventory / "host_vars" / f"{name}.yml").write_text(text)
+    return inventory / Path(INVENTORY).name
+
+
+def test_only_the_hosts_that_change_enter_the_batches(
+    hosts: dict[str, testinfra.host.Host], tmp_path: Path
+) -> None:
+    """The plan reads every host at once; the hosts already on the release never enter a batch."""
+    before = fleet(hosts)
+    result = ansible_playbook(SITE, INVENTORY)
+    out = result.stdout + result.stderr
+    keep("no-op", out)
+    assert result.returncode == 0, out[-5000:]
+    assert play_output(result.stdout, "Roll out the trading stack").count("skipping: no hosts matched") == 1
+    for name in HOSTS:
+        assert recap(result, name)["changed"] == 0, name
+        assert " unchanged " in summary(out)[name]
+        assert "ok, healthy" in summary(out)[name]
+    assert fleet(hosts) == before
+
+    # One host's settings change: only it is rolled out (its app container recreated).
+    result = ansible_playbook(SITE, with_host_vars(tmp_path, {"fleet-c": "stack_log_max_size: 12m\n"}))
+    out = result.stdout + result.stderr
+    keep("one-host-changes", out)
+    assert result.returncode == 0, out[-5000:]
+    rollout = play_output(result.stdout, "Roll out the trading stack")
+    assert "[fleet-c]" in rollout
+    assert "[fleet-a]" not in rollout
+    assert "[fleet-b]" not in rollout
+    after = fleet(hosts)
+    assert after["fleet-a"] == before["fleet-a"]
+    assert after["fleet-b"] == before["fleet-b"]
+    assert after["fleet-c"]["id"] != before["fleet-c"]["id"]
+    assert after["fleet-c"]["health"] == "healthy"
+    assert run_ok(
+        hosts["fleet-c"], f"docker inspect -f '{{{{.HostConfig.LogConfig.Config}}}}' {APP}"
+    ).strip() == ("map[max-file:5 max-size:12m]")
+    assert " changed " in summary(out)["fleet-c"]
+    no_locks_left(hosts)
+
+
+def test_host_failing_its_plan_stops_the_run_before_any_batch(
+    hosts: dict[str, testinfra.host.Host], tmp_path: Path
+) -> None:
+    """fleet-b's lock is held by another run: with a change due everywhere, no host is touched."""
     held = {"id": "fedcba9876543210", "by": "other@elsewhere", "since": "2026-01-01T00:00:00Z"}
     run_ok(hosts["fleet-b"], f"echo '{json.dumps(held)}' > {LOCK}")
     before = fleet(hosts)
     try:
-        result = ansible_playbook(STACK, INVENTORY, extra_vars={"stack_rollout_batches": [2, "100%"]})
+        result = ansible_playbook(
+            STACK, INVENTORY, extra_vars={"stack_rollout_batches": [2, "100%"], "stack_log_max_size": "11m"}
+        )
     finally:
         run_ok(hosts["fleet-b"], f"rm -f {LOCK}")
     out = result.stdout + result.stderr
-    keep("failed-in-batch", out)
+    keep("failed-plan", out)
     assert result.returncode != 0, out[-5000:]
     assert "fleet-b is locked by another deploy: other@elsewhere" in out
     assert recap(result, "fleet-b")["failed"] == 1
+    assert play_output(result.stdout, "Roll out the trading stack").count("skipping: no hosts matched") == 1
+    lines = summary(out)
+    assert "FAILED" in lines["fleet-b"]
+    assert "not reached" in lines["fleet-a"]
+    assert "not reached" in lines["fleet-c"]
+    assert fleet(hosts) == before
+    no_locks_left(hosts)
+
+
+def test_failed_host_stops_the_rollout_in_a_batch_of_several(
+    hosts: dict[str, testinfra.host.Host], tmp_path: Path
+) -> None:
+    """fleet-b fails its health gate beside fleet-a in the first batch: fleet-c is never reached.
+
+    Ansible's max_fail_percentage alone lets the next batch start here (the failure
+    sits in a block with an always section); the rollout play stops itself.
+    """
+    before = fleet(hosts)
+    inventory = with_host_vars(tmp_path, {"fleet-b": "stack_health_path: /api/no-such-route\n"})
+    result = ansible_playbook(
+        STACK, inventory, extra_vars={"stack_rollout_batches": [2, "100%"], "stack_log_max_size": "11m"}
+    )
+    out = result.stdout + result.stderr
+    keep("failed-in-batch", out)
+    assert result.returncode != 0, out[-5000:]
+    assert "failed on fleet-b" in out
+    assert recap(result, "fleet-b")["failed"] == 1
     assert recap(result, "fleet-a")["failed"] == 0
-    # fleet-c took part in the checks only: no task of the rollout play ran on it.
-    rollout = result.stdout[result.stdout.index("PLAY [Roll out the trading stack]") :]
-    rollout = rollout[: rollout.index("PLAY RECAP")]
+    rollout = play_output(result.stdout, "Roll out the trading stack")
     assert "TASK [Stop the rollout before the next batch when a host failed]" in rollout
     assert "[fleet-c]" not in rollout
+    after = fleet(hosts)
+    # fleet-a took the release; fleet-b is back on its containers' settings; fleet-c untouched.
+    assert after["fleet-a"]["id"] != before["fleet-a"]["id"]
+    assert after["fleet-c"] == before["fleet-c"]
+    wait_healthy(hosts["fleet-b"])
     lines = summary(out)
+    assert "ok, healthy" in lines["fleet-a"]
+    assert "FAILED" in lines["fleet-b"]
     assert "not reached" in lines["fleet-c"]
-    assert " unchanged " in lines["fleet-b"], lines["fleet-b"]
-    assert fleet(hosts) == before
     no_locks_left(hosts)
