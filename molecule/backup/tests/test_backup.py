@@ -335,6 +335,27 @@ def test_changing_operations_wait_for_the_deploy_lock(host: testinfra.host.Host)
     assert run_ok(host, f"docker inspect -f '{{{{.Id}}}}' {APP}") == app_id
 
 
+def test_no_backup_while_a_restore_holds_the_lock(host: testinfra.host.Host) -> None:
+    """The timer's backup (the same script) refuses while a restore replaces the data."""
+    lock = f"{PROJECT}/deploy.lock"
+    restoring = {"id": "fedcba9876543210", "by": "other@elsewhere", "since": "2026-01-01T00:00:00Z"}
+    before = backups(host)
+    run_ok(host, f"echo '{json.dumps({**restoring, 'version': 'restore'})}' > {lock}")
+    try:
+        result = host.run("/usr/local/sbin/algo-trade-backup")
+        assert result.rc != 0, result.stdout
+        assert "a restore is running on this host" in result.stderr
+        assert backups(host) == before
+        # Another holder (a deploy) does not stop backups.
+        run_ok(
+            host, f"echo '{json.dumps({**restoring, 'version': 'algo-trade/app:0123456789abcdef'})}' > {lock}"
+        )
+        run_ok(host, "/usr/local/sbin/algo-trade-backup")
+        assert len(set(backups(host)) - set(before)) == 1
+    finally:
+        run_ok(host, f"rm -f {lock}")
+
+
 def test_scheduled_backup_runs_the_same_script_with_retention(host: testinfra.host.Host) -> None:
     rc, out, _run = playbook("backup_schedule")
     assert rc == 0, out[-3000:]
