@@ -189,6 +189,9 @@ def test_backup_fetched_to_the_controller(host: testinfra.host.Host) -> None:
     files = manifest(host, name)["files"]
     for file, entry in files.items():
         assert hashlib.sha256((local / file).read_bytes()).hexdigest() == entry["sha256"]
+    # The trading data on the controller: readable by its owner only.
+    for path in [local.parent, local, *local.iterdir()]:
+        assert path.stat().st_mode & 0o077 == 0, f"{path}: {oct(path.stat().st_mode)}"
 
 
 # --- Rollback and password rotation (side effect) ----------------------------------
