@@ -68,3 +68,11 @@ def test_check_mode_says_what_would_change() -> None:
     assert "not checked (check mode)" in lines["a"]
     assert "no change" in lines["b"]
     assert "not reached: no release recorded" in lines["c"]
+
+
+def test_check_mode_counts_a_settings_change_on_the_same_image() -> None:
+    """The plan found files to change on a host that keeps its image: it would change."""
+    reports = {"a": _report(V2, V2, check_mode=True, changed=True), "b": _report(V2, V2, check_mode=True)}
+    lines = _lines(reports, {})
+    assert "would change" in lines["a"]
+    assert "no change" in lines["b"]
