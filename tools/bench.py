@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -103,10 +104,18 @@ class Run:
     recaps: dict[str, dict[str, int]]
     load_before: str
     load_after: str
+    cpu: float
 
     @property
     def changed(self) -> int:
         return sum(r.get("changed", 0) for r in self.recaps.values())
+
+
+def controller_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children: ansible-playbook,
+    its workers and the docker CLI calls of the connection plugin."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass
@@ -120,6 +129,7 @@ class Bench:
         """One timed site.yml run with profile_tasks; its output goes to the log directory."""
         log(f"{label}: site.yml on {', '.join(hosts)}")
         before = loadavg()
+        cpu_before = controller_cpu()
         start = time.monotonic()
         result = ansible_playbook(
             SITE,
@@ -135,6 +145,7 @@ class Bench:
             },
         )
         seconds = time.monotonic() - start
+        cpu = controller_cpu() - cpu_before
         logfile = self.logs / f"{len(self.runs) + 1:02d}-{label.replace(' ', '-')}.log"
         logfile.write_text(result.stdout + result.stderr)
         if result.returncode != 0:
@@ -146,6 +157,7 @@ class Bench:
             {h: recap(result, h) for h in hosts},
             before,
             loadavg(),
+            cpu,
         )
         if expect_no_change and run.changed:
             changed = {h: r["changed"] for h, r in run.recaps.items() if r["changed"]}

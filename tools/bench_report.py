@@ -37,6 +37,7 @@ class _Run(Protocol):
     seconds: float
     load_before: str
     load_after: str
+    cpu: float
 
     @property
     def changed(self) -> int: ...
@@ -48,10 +49,11 @@ class Measure:
     changed: int
     load_before: str
     load_after: str
+    cpu: float = 0.0
 
     @classmethod
     def of(cls, run: _Run) -> Measure:
-        return cls(run.seconds, run.changed, run.load_before, run.load_after)
+        return cls(run.seconds, run.changed, run.load_before, run.load_after, run.cpu)
 
 
 @dataclass
@@ -162,9 +164,12 @@ def _loads(r: Report) -> list[str]:
         ("no-op one host (before three)", r.noop_one),
         ("no-op three hosts", r.noop_three),
     ]
-    rows = ["| run | seconds | load average before | after |", "| --- | ---: | --- | --- |"]
+    rows = [
+        "| run | seconds | controller CPU seconds | load average before | after |",
+        "| --- | ---: | ---: | --- | --- |",
+    ]
     rows += [
-        f"| {name} | {m.seconds:.1f} | {m.load_before} | {m.load_after} |"
+        f"| {name} | {m.seconds:.1f} | {m.cpu:.1f} | {m.load_before} | {m.load_after} |"
         for name, m in named
         if m is not None
     ]
@@ -216,7 +221,9 @@ def render(r: Report) -> str:
         f"- *Layers*: `docker history` of the running image `{r.image}` minus the history of its",
         f"  runtime base `{r.runtime}` (the test bed's stand-in for `debian:trixie-slim`).",
         "",
-        "Load during each run:",
+        "Load during each run, and the CPU time the controller's side took (ansible-playbook, its",
+        "workers and the docker CLI of the connection; the test hosts share the same 2 cores, and",
+        "their own work is not in it):",
         "",
         *_loads(r),
         "",

@@ -1,0 +1,52 @@
+"""The deploy benchmark's report (tools/bench_report.py): verdicts and the per-run table."""
+
+from __future__ import annotations
+
+import sys
+
+from testlib import REPO
+
+sys.path.insert(0, str(REPO / "tools"))
+
+import bench_parse as bp
+from bench_report import Machine, Measure, Report, render
+
+
+def _report(noop: float, three: float) -> Report:
+    times = [bp.TaskTime("algotrade.deploy.stack : build | Build the application image", 200.0)]
+    return Report(
+        machine=Machine("CPU", 2, 23.5, "6.x", "26", "core 2.19", "2026-11-27", "abc1234", "load 1", 0),
+        cold=Measure(300.0, 35, "1.0", "2.0", 60.0),
+        cold_build=200.0,
+        cold_times=times,
+        noop=Measure(noop, 0, "2.0", "2.1", 12.5),
+        noop_times=times,
+        change=Measure(60.0, 8, "2.1", "2.2", 20.0),
+        change_build=10.0,
+        change_times=times,
+        polls=bp.Downtime(100, 5, [0.5], 0.1, "sample-1", "bench-2"),
+        image="algo-trade/app:0123456789abcdef",
+        runtime="local/app-runtime:trixie",
+        layers=[bp.Layer(3_200_000, "COPY /out/algo-trade /usr/local/bin/algo-trade")],
+        base_size=257_000_000,
+        cold_two=Measure(600.0, 70, "2.2", "3.0", 120.0),
+        noop_one=Measure(noop, 0, "3.0", "3.0", 12.5),
+        noop_three=Measure(three, 0, "3.0", "3.1", 37.5),
+        noop_three_times=times,
+    )
+
+
+def test_targets_met_and_missed() -> None:
+    met = render(_report(noop=29.0, three=40.0))
+    assert "| No-op re-run (changed=0) | 29.0 s = 9.7% of cold | <= 10% | met |" in met
+    assert "= 1.38x one host" in met
+    assert "**missed**" not in met
+    missed = render(_report(noop=31.0, three=60.0))
+    assert "10.3% of cold | <= 10% | **missed** |" in missed
+    assert "1.94x one host" in missed
+
+
+def test_each_run_shows_the_controller_cpu() -> None:
+    text = render(_report(noop=29.0, three=40.0))
+    assert "| run | seconds | controller CPU seconds | load average before | after |" in text
+    assert "| no-op three hosts | 40.0 | 37.5 | 3.0 | 3.1 |" in text
