@@ -176,6 +176,18 @@ def _loads(r: Report) -> list[str]:
     return rows
 
 
+def _sharing(m: Machine) -> list[str]:
+    if m.others_before or m.others_after:
+        return [
+            "The machine is shared: other engineers' Molecule scenarios ran at the same time, so",
+            "absolute times, the Rust builds above all, depend on the load (below, per run).",
+        ]
+    return [
+        "No other container ran on the machine before or after; absolute times, the Rust",
+        "builds above all, still depend on the load (below, per run).",
+    ]
+
+
 def render(r: Report) -> str:
     d = r.polls
     out = [
@@ -193,8 +205,7 @@ def render(r: Report) -> str:
         "",
         *_machine(r.machine),
         "",
-        "The machine is shared: other engineers' Molecule scenarios ran at the same time, so",
-        "absolute times, the Rust builds above all, depend on the load (below, per run).",
+        *_sharing(r.machine),
         "",
         "## Results",
         "",

@@ -50,3 +50,10 @@ def test_each_run_shows_the_controller_cpu() -> None:
     text = render(_report(noop=29.0, three=40.0))
     assert "| run | seconds | controller CPU seconds | load average before | after |" in text
     assert "| no-op three hosts | 40.0 | 37.5 | 3.0 | 3.1 |" in text
+
+
+def test_says_whether_the_machine_was_shared() -> None:
+    report = _report(noop=29.0, three=40.0)
+    assert "No other container ran on the machine" in render(report)
+    report.machine.others_after = 3
+    assert "The machine is shared" in render(report)
