@@ -86,6 +86,16 @@ def no_locks_left(hosts: dict[str, testinfra.host.Host]) -> None:
         assert not host.file(LOCK).exists, f"{name} still holds {host.file(LOCK).content_string}"
 
 
+def with_host_vars(tmp_path: Path, host_vars: dict[str, str]) -> Path:
+    """A copy of the scenario's inventory with extra host variables (YAML text per host)."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(Path(INVENTORY).parent, inventory, symlinks=True)
+    (inventory / "host_vars").mkdir(exist_ok=True)
+    for name, text in host_vars.items():
+        (inventory / "host_vars" / f"{name}.yml").write_text(text)
+    return inventory / Path(INVENTORY).name
+
+
 def test_every_host_runs_the_image_built_once(hosts: dict[str, testinfra.host.Host]) -> None:
     state = fleet(hosts)
     assert {s["health"] for s in state.values()} == {"healthy"}
@@ -129,11 +139,8 @@ def test_failed_canary_stops_the_rollout(
     """The canary fails its health gate: put back, the run fails, no other host is touched."""
     before = fleet(hosts)
     # The same inventory with a fault on the canary: a health path the API does not serve.
-    inventory = tmp_path / "inventory"
-    shutil.copytree(Path(INVENTORY).parent, inventory, symlinks=True)
-    (inventory / "host_vars").mkdir(exist_ok=True)
-    (inventory / "host_vars" / "fleet-a.yml").write_text("stack_health_path: /api/no-such-route\n")
-    result = ansible_playbook(SITE, inventory / Path(INVENTORY).name)
+    inventory = with_host_vars(tmp_path, {"fleet-a": "stack_health_path: /api/no-such-route\n"})
+    result = ansible_playbook(SITE, inventory)
     out = result.stdout + result.stderr
     keep("failed-canary", out)
     assert result.returncode != 0, out[-5000:]
@@ -229,16 +236,6 @@ def play_output(stdout: str, play: str) -> str:
     text = stdout[stdout.index(f"PLAY [{play}]") :]
     ends = [i for i in (text.find("PLAY [", 1), text.find("PLAY RECAP")) if i > 0]
     return text[: min(ends)]
-
-
-def with_host_vars(tmp_path: Path, host_vars: dict[str, str]) -> Path:
-    """A copy of the scenario's inventory with extra host variables (YAML text per host)."""
-    inventory = tmp_path / "inventory"
-    shutil.copytree(Path(INVENTORY).parent, inventory, symlinks=True)
-    (inventory / "host_vars").mkdir(exist_ok=True)
-    for name, text in host_vars.items():
-        (inventory / "host_vars" / f"{name}.yml").write_text(text)
-    return inventory / Path(INVENTORY).name
 
 
 def test_only_the_hosts_that_change_enter_the_batches(
