@@ -12,8 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import testinfra.host
+import testinfra.utils.ansible_runner
 
 BUSYBOX_IMAGE = "local/busybox:test"
+
+
+def expected_hosts(inventory: str, group: str, names: list[str]) -> list[str]:
+    """The hosts of an inventory group, which must be exactly `names`.
+
+    A verifier's `testinfra_hosts` that resolves to no host skips every host test and
+    passes: this fails the collection instead, naming what the inventory holds.
+    """
+    runner = testinfra.utils.ansible_runner.AnsibleRunner(inventory)
+    found = runner.get_hosts(group)
+    if sorted(found) != sorted(names):
+        raise RuntimeError(f"{inventory}: group {group!r} holds {found}, the tests expect {names}")
+    return list(names)
 
 
 def instance_name(host: testinfra.host.Host) -> str:

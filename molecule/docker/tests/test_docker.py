@@ -7,11 +7,9 @@ import time
 
 import pytest
 import testinfra.host
-import testinfra.utils.ansible_runner
-from testlib import REPO, ansible_playbook, docker_json, recap, run_ok, sideload_image
+from testlib import REPO, ansible_playbook, docker_json, expected_hosts, recap, run_ok, sideload_image
 
-RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-testinfra_hosts = RUNNER.get_hosts("all")
+testinfra_hosts = expected_hosts(os.environ["MOLECULE_INVENTORY_FILE"], "all", ["docker-a", "docker-b"])
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -9,11 +9,11 @@ import time
 import testinfra
 import testinfra.host
 import testinfra.utils.ansible_runner
-from testlib import run_ok
+from testlib import expected_hosts, run_ok
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
-STACK_HOSTS = RUNNER.get_hosts("stack")
+STACK_HOSTS = expected_hosts(INVENTORY, "stack", ["stack-a"])
 VARS = RUNNER.get_variables("stack-a")
 
 PROJECT = "/opt/algo-trade"
