@@ -26,6 +26,7 @@ from stackenv import (
     STACK_HOSTS,
     VARS,
     api,
+    primary_address,
     wait_healthy,
 )
 from testlib import REPO, ansible_playbook, docker_json, recap, run_ok
@@ -63,12 +64,10 @@ def test_only_the_proxy_publishes_ports(host: testinfra.host.Host) -> None:
     app = docker_json(host, f"docker inspect -f '{{{{json .HostConfig.PortBindings}}}}' {APP}")
     assert app == {}
     proxy = docker_json(host, f"docker inspect -f '{{{{json .HostConfig.PortBindings}}}}' {PROXY}")
-    address = host.ansible("setup", "gather_subset=!all,network")["ansible_facts"]["ansible_default_ipv4"][
-        "address"
-    ]
+    address = primary_address(host)
     assert proxy == {
         "7681/tcp": [{"HostIp": address, "HostPort": "7681"}],
-        "8443/tcp": [{"HostIp": VARS["stack_api_bind"], "HostPort": "8080"}],
+        "8443/tcp": [{"HostIp": address, "HostPort": "8080"}],
     }
     # No TCP listener for ttyd in the app container: only the shared UNIX socket.
     assert ":1E01 " not in run_ok(host, f"docker exec {APP} cat /proc/net/tcp /proc/net/tcp6")
