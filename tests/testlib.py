@@ -147,6 +147,13 @@ def recap(result: subprocess.CompletedProcess[str], host: str) -> dict[str, int]
     raise AssertionError(f"no recap for {host}:\n{result.stdout}\n{result.stderr}")
 
 
+def failed_task(result: subprocess.CompletedProcess[str]) -> str:
+    """The name of the task that failed first in a run (its `TASK [...]` header)."""
+    before, fatal, _after = result.stdout.partition("fatal:")
+    assert fatal, f"no task failed:\n{result.stdout[-3000:]}"
+    return str(re.findall(r"^TASK \[(.*?)\]", before, re.MULTILINE)[-1])
+
+
 def check_described_host(tmp_path: Path, extra_vars: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     """A role (extra var described_role) in check mode on the controller, described by the
     facts in described_facts instead of gathered ones: for preflight refusals."""

@@ -18,11 +18,12 @@ from pathlib import Path
 import pyte
 import pytest
 import testinfra.host
-from stackenv import API_LOGIN, PROJECT, STACK_HOSTS, TUI_LOGIN, attacker
+from stackenv import API_LOGIN, APP, PROJECT, STACK_HOSTS, TUI_LOGIN, attacker
 from testlib import run_ok
 
 testinfra_hosts = STACK_HOSTS
 TUI = "https://stack-a:7681"
+LISTED_ORIGIN = "https://desk.example"  # the scenario's stack_allowed_origins
 API = "https://stack-a:8080"
 
 # ttyd's protocol over the proxy's WebSocket: prints the upgrade's status, then (after
@@ -96,24 +97,38 @@ def status(client: testinfra.host.Host, url: str, *options: str) -> str:
     return run_ok(client, command + " ".join(options) + f" {url}").strip()
 
 
+# Every TCP port of stack-a: open, refused, or unanswered (a timeout proves nothing, so
+# those are asked again, slowly, before they count).
+SCAN = """
+import asyncio, json
+async def probe(port, timeout):
+    try:
+        _, w = await asyncio.wait_for(asyncio.open_connection("stack-a", port), timeout)
+        w.close()
+        return "open"
+    except ConnectionRefusedError:
+        return "refused"
+    except (asyncio.TimeoutError, OSError):
+        return "unanswered"
+async def main():
+    sem = asyncio.Semaphore(500)
+    async def one(port, timeout):
+        async with sem:
+            return port, await probe(port, timeout)
+    found = dict(await asyncio.gather(*(one(p, 2) for p in range(1, 65536))))
+    again = [p for p, state in found.items() if state == "unanswered"]
+    found.update(await asyncio.gather(*(one(p, 10) for p in again)))
+    print(json.dumps({s: [p for p, x in found.items() if x == s] for s in ("open", "unanswered")}))
+asyncio.run(main())
+"""
+
+
 def test_only_the_proxy_ports_are_open(outside: testinfra.host.Host) -> None:
-    """A scan of every TCP port: the database and ttyd have none reachable."""
-    scan = (
-        "import asyncio\n"
-        "async def probe(p):\n"
-        "    try:\n"
-        "        _, w = await asyncio.wait_for(asyncio.open_connection('stack-a', p), 2)\n"
-        "        w.close(); return p\n"
-        "    except Exception: return None\n"
-        "async def main():\n"
-        "    sem = asyncio.Semaphore(500)\n"
-        "    async def one(p):\n"
-        "        async with sem: return await probe(p)\n"
-        "    print(sorted(p for p in await asyncio.gather(*map(one, range(1, 65536))) if p))\n"
-        "asyncio.run(main())\n"
-    )
-    put("scan.py", scan)
-    assert run_ok(outside, "python3 /root/scan.py").strip() == "[7681, 8080]"
+    """A scan of every TCP port: the database and ttyd have none reachable, and every
+    other port answers with a refusal (none left unanswered, which a timeout would hide)."""
+    put("scan.py", SCAN)
+    found = json.loads(run_ok(outside, "python3 /root/scan.py"))
+    assert found == {"open": [7681, 8080], "unanswered": []}
 
 
 @pytest.mark.parametrize("url", [TUI, API])
@@ -199,8 +214,15 @@ def test_websocket_upgrade_refused(outside: testinfra.host.Host, case: dict[str,
     assert websocket(outside, case) == [expected]
 
 
-def test_websocket_with_login_and_own_origin_shows_the_tui(outside: testinfra.host.Host) -> None:
-    answer = websocket(outside, {"login": TUI_LOGIN, "origin": TUI})
+@pytest.mark.parametrize("origin", [TUI, LISTED_ORIGIN], ids=["own-origin", "listed-origin"])
+def test_websocket_with_login_and_an_accepted_origin_shows_the_tui(
+    outside: testinfra.host.Host, origin: str
+) -> None:
+    """The scenario lists one foreign origin in stack_allowed_origins: it works end to end.
+
+    Seen to fail for the listed origin before the proxy told ttyd the origin it accepted
+    (ttyd's -O, and the stand-in now as strict, refuses any Origin but its Host)."""
+    answer = websocket(outside, {"login": TUI_LOGIN, "origin": origin})
     assert answer[0] == "status-101"
     # A real terminal emulator turns the byte stream into the screen a person sees.
     screen = pyte.Screen(100, 30)
@@ -208,6 +230,22 @@ def test_websocket_with_login_and_own_origin_shows_the_tui(outside: testinfra.ho
     text = "\n".join(screen.display)
     assert "algo-trade live bot TUI sample-2" in text, text
     assert "q quit" in text, text
+
+
+def test_the_terminal_gets_the_login_name_never_the_password(
+    host: testinfra.host.Host, outside: testinfra.host.Host
+) -> None:
+    """The proxy removes Authorization and sets the trusted user header: the stand-in ttyd
+    logs the header names it received (test bed instrumentation) and the user header's value."""
+    since = run_ok(host, "date -u +%Y-%m-%dT%H:%M:%S.%NZ").strip()
+    assert status(outside, TUI + "/", "-K /root/tui.curlrc").startswith("200")
+    logs = run_ok(host, f"docker logs --since {since} {APP} 2>&1")
+    requests = [line for line in logs.splitlines() if line.startswith("request GET / ")]
+    assert requests, logs
+    user = TUI_LOGIN.split(":")[0]
+    assert f"user={user!r}" in requests[-1], requests[-1]
+    assert "'x-webauth-user'" in requests[-1]
+    assert "'authorization'" not in requests[-1], requests[-1]
 
 
 def test_an_address_outside_the_allowed_networks_is_refused_even_with_the_login(
