@@ -6,6 +6,9 @@ the stack healthy.
 
 from __future__ import annotations
 
+import datetime
+import hashlib
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -16,6 +19,10 @@ from pathlib import Path
 
 import pytest
 import testinfra.host
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from stackenv import (
     APP,
     COMPOSE,
@@ -30,7 +37,7 @@ from stackenv import (
     primary_address,
     wait_healthy,
 )
-from testlib import REPO, ansible_playbook, docker_json, recap, run_ok
+from testlib import REPO, ansible_playbook, docker_json, leaked_secrets, recap, run_ok
 
 testinfra_hosts = STACK_HOSTS
 
@@ -329,6 +336,94 @@ def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.H
     wait_healthy(host, timeout=30)
     assert api(host, "GET", "/api/bots").startswith("200 sample-git")
     assert not host.file(stale).exists, "a secret file no longer configured was left behind"
+
+
+def byo_certificate(names: list[str], address: str) -> tuple[str, str]:
+    """An operator's own certificate and key (PEM), made on the controller."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    alt = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(address))]
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def served_certificate(host: testinfra.host.Host, port: int) -> str:
+    """The proxy's certificate on a published port, as PEM (asked on the host's address)."""
+    address = primary_address(host)
+    return run_ok(
+        host, f"openssl s_client -connect {address}:{port} </dev/null 2>/dev/null | openssl x509"
+    ).strip()
+
+
+def ids(host: testinfra.host.Host) -> dict[str, str]:
+    return {c: run_ok(host, f"docker inspect -f '{{{{.Id}}}}' {c}").strip() for c in (APP, DB, PROXY)}
+
+
+def secret_digest(host: testinfra.host.Host, container: str, name: str) -> str:
+    return run_ok(host, f"docker exec {container} sha256sum /run/secrets/{name}").split()[0]
+
+
+@pytest.mark.disruptive
+def test_changed_settings_reach_the_containers_that_read_them_and_come_back(
+    host: testinfra.host.Host,
+) -> None:
+    """A new exchange key and bots (the app's), the operator's own certificate and the web
+    terminal off (the proxy's and the app's): those two containers are recreated with
+    them, the database is not. Deploying the scenario's settings again brings the
+    terminal back and the self-signed certificate the host made, not a renewed one."""
+    before = ids(host)
+    self_signed = host.file(f"{PROJECT}/tls/certificate.pem").content_string.strip()
+    new_key = "0xmolecule-changed-key-4be0c61f7a"
+    certificate, private_key = byo_certificate(["stack-a"], primary_address(host))
+    changed = {
+        "stack_hyperliquid_private_key": new_key,
+        "stack_bots": [{"name": "probe-bot", "symbol": "ETH"}],
+        "stack_tls_certificate": certificate,
+        "stack_tls_private_key": private_key,
+        "stack_tui_enabled": False,
+    }
+    config = secret_digest(host, APP, "app_config")
+    try:
+        result = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY, extra_vars=changed)
+        out = result.stdout + result.stderr
+        assert result.returncode == 0, out[-3000:]
+        leaks = leaked_secrets(out, [new_key, private_key.splitlines()[1]])
+        assert not leaks, leaks
+        after = ids(host)
+        assert after[DB] == before[DB], "the database reads none of these settings"
+        assert after[APP] != before[APP]
+        assert after[PROXY] != before[PROXY]
+        assert (
+            secret_digest(host, APP, "hyperliquid_private_key")
+            == hashlib.sha256(new_key.encode()).hexdigest()
+        )
+        assert secret_digest(host, APP, "app_config") != config
+        assert served_certificate(host, 8080) == certificate.strip()
+        assert "ttyd" not in run_ok(host, f"docker top {APP} -eo args")
+        ports = docker_json(host, f"docker inspect -f '{{{{json .HostConfig.PortBindings}}}}' {PROXY}")
+        assert sorted(ports) == ["8443/tcp"]
+    finally:
+        back = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
+        assert back.returncode == 0, back.stdout[-3000:]
+    wait_healthy(host, timeout=60)
+    assert ids(host)[DB] == before[DB]
+    assert "ttyd" in run_ok(host, f"docker top {APP} -eo args")
+    assert served_certificate(host, 7681) == self_signed
+    assert secret_digest(host, APP, "app_config") == config
 
 
 def app_builds(host: testinfra.host.Host) -> list[str]:
