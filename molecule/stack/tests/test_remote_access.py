@@ -147,8 +147,8 @@ def test_the_certificate_names_the_host(outside: testinfra.host.Host, url: str) 
 OLD_TLS_CLIENT = "openssl s_client -brief -cipher DEFAULT@SECLEVEL=0 -{version} -connect {address} </dev/null"
 # Proof that the client speaks it: a server on the attacker that accepts only that version.
 OLD_TLS_SERVER = (
-    "cd /root && { [ -f old.key ] || openssl req -x509 -newkey rsa:2048 -nodes -keyout old.key"
-    " -out old.pem -subj /CN=old -days 1 2>/dev/null; }"
+    "cd /root && {{ [ -f old.key ] || openssl req -x509 -newkey rsa:2048 -nodes -keyout old.key"
+    " -out old.pem -subj /CN=old -days 1 2>/dev/null; }}"
     " && (setsid openssl s_server -quiet -naccept 1 -accept 127.0.0.1:4433 -cert old.pem -key old.key"
     " -cipher DEFAULT@SECLEVEL=0 -{version} >/dev/null 2>&1 &)"
 )

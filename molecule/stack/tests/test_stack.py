@@ -225,33 +225,26 @@ APP_SERVICE = "label=com.docker.compose.service=app"
 
 
 @contextmanager
-def app_containers_running() -> Iterator[list[int]]:
-    """How many app containers run at each start or death while the body runs, from the
-    engine's own event stream (no sampling): the list's max is the most at once."""
+def app_containers_running(host: testinfra.host.Host) -> Iterator[list[int]]:
+    """How many app containers ran after each start or death while the body ran, from the
+    engine's own record of events (read back for the body's time span, no sampling): the
+    list's max is the most at once."""
 
     def running() -> int:
-        listing = subprocess.run(
-            ["docker", "exec", "stack-a", "docker", "ps", "-q", "--filter", APP_SERVICE],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        return len(listing.split())
+        return len(run_ok(host, f"docker ps -q --filter {APP_SERVICE}").split())
 
-    events = subprocess.Popen(
-        ["docker", "exec", "stack-a", "docker", "events", "--format", "{{.Action}}",
-         "--filter", "type=container", "--filter", APP_SERVICE,
-         "--filter", "event=start", "--filter", "event=die"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
     counts = [running()]
-    try:
-        yield counts
-    finally:
-        time.sleep(1)  # the stream's last events reach the pipe
-        events.terminate()
-        out, _ = events.communicate()
-        for action in out.split():
-            counts.append(counts[-1] + (1 if action == "start" else -1))
-        assert counts[-1] == running(), f"the event stream missed events: {out.split()}"
+    since = run_ok(host, "date +%s.%N").strip()
+    yield counts
+    until = run_ok(host, "date +%s.%N").strip()
+    events = run_ok(
+        host,
+        f"docker events --since {since} --until {until} --format '{{{{.Action}}}}' --filter type=container"
+        f" --filter {APP_SERVICE} --filter event=start --filter event=die",
+    ).split()
+    for action in events:
+        counts.append(counts[-1] + (1 if action == "start" else -1))
+    assert counts[-1] == running(), f"the events do not add up to what runs: {events}"
 
 
 @pytest.mark.disruptive
@@ -273,7 +266,7 @@ def test_failed_release_keeps_the_previous_one_running(host: testinfra.host.Host
             'Some("run") => { eprintln!("sample fault: refusing to start"); ExitCode::from(3) }',
         )
     )
-    with app_containers_running() as counts:
+    with app_containers_running(host) as counts:
         result = ansible_playbook(
             REPO / "molecule" / "stack" / "converge.yml",
             INVENTORY,
