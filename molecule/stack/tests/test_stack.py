@@ -406,7 +406,7 @@ def test_changed_settings_reach_the_containers_that_read_them_and_come_back(
         )
         assert secret_digest(host, APP, "app_config") != config
         assert served_certificate(host, 8080) == certificate.strip()
-        assert "ttyd" not in run_ok(host, f"docker top {APP} -eo args")
+        assert "ttyd" not in run_ok(host, f"docker top {APP} -eo pid,args")
         ports = docker_json(host, f"docker inspect -f '{{{{json .HostConfig.PortBindings}}}}' {PROXY}")
         assert sorted(ports) == ["8443/tcp"]
     finally:
@@ -414,7 +414,7 @@ def test_changed_settings_reach_the_containers_that_read_them_and_come_back(
         assert back.returncode == 0, back.stdout[-3000:]
     wait_healthy(host, timeout=60)
     assert ids(host)[DB] == before[DB]
-    assert "ttyd" in run_ok(host, f"docker top {APP} -eo args")
+    assert "ttyd" in run_ok(host, f"docker top {APP} -eo pid,args")
     assert served_certificate(host, 7681) == self_signed
     assert secret_digest(host, APP, "app_config") == config
 
