@@ -5,7 +5,7 @@ VENV ?= .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 SCENARIOS := $(sort $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml))))
-SCENARIO ?= docker
+SCENARIO ?= default
 # ansible-lint reads the inventories' vaults with their committed demo and example passwords.
 LINT_VAULT_IDS := demo@inventories/demo/demo-vault-password.txt,prod@inventories/prod/example-vault-password.txt,staging@inventories/staging/example-vault-password.txt
 
@@ -59,10 +59,10 @@ unit: ## pytest: unit tests and role tests on throwaway hosts
 molecule: ## Run every Molecule scenario (create to destroy)
 	@for s in $(SCENARIOS); do echo "==> molecule test -s $$s"; molecule test -s $$s || exit 1; done
 
-scenario: ## One scenario: make scenario SCENARIO=docker
+scenario: ## One scenario: make scenario SCENARIO=default
 	molecule test -s $(SCENARIO)
 
-converge: ## Converge one scenario and keep its instances: make converge SCENARIO=docker
+converge: ## Converge one scenario and keep its instances: make converge SCENARIO=default
 	molecule converge -s $(SCENARIO)
 
 verify: ## Verify kept instances of one scenario
