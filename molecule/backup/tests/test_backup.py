@@ -7,17 +7,22 @@ loss). Tests run in file order; the last ones tear the stack down.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
 import subprocess
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
+import pytest
 import testinfra.host
 import testinfra.utils.ansible_runner
-from testlib import REPO, ansible_playbook, expected_hosts, recap, run_ok
+from testlib import REPO, ansible_playbook, expected_hosts, instance_name, recap, run_ok
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 HOST = "backup-a"
@@ -47,6 +52,53 @@ COUNTS_SQL = (
     " query_to_xml(format('SELECT count(*) AS n FROM %I.%I', schemaname, tablename), false, true, '')))[1]"
     "::text::bigint) FROM pg_tables WHERE schemaname = 'public'"
 )
+
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
+    """Poll `probe` until it returns a value other than None (or False), or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def secret_forms(secret: str) -> dict[str, str]:
+    """A secret as it may leak: plain, URL-encoded and base64 (the part of its encoding
+    that is the same at each of the three byte offsets it can have in a longer text)."""
+    forms = {"plain": secret, "URL-encoded": quote(secret, safe="")}
+    raw = secret.encode()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()
+        # Characters that depend on the secret's bytes only: from the first whole sextet
+        # after the offset to the last whole one before its end.
+        forms[f"base64 at offset {offset}"] = encoded[-(-8 * offset // 6) : 8 * (offset + len(raw)) // 6]
+    return forms
+
+
+def assert_no_secret(text: str, where: str) -> None:
+    """Fail, naming the secret by number and form only: pytest's report of a plain
+    `assert value not in text` would print the value and the text around it."""
+    for number, secret in enumerate(SECRETS):
+        for form, value in secret_forms(secret).items():
+            if value in text:
+                pytest.fail(f"secret #{number} of SECRETS ({form}) reached {where}", pytrace=False)
+
+
+def docker_time(value: str) -> float:
+    """A Docker timestamp (RFC 3339 with nanoseconds) as seconds since the epoch."""
+    stamp = value.strip().replace("Z", "+00:00")
+    head, _, zone = stamp.partition("+")
+    if "." in head:
+        whole, fraction = head.split(".")
+        head = f"{whole}.{fraction[:6]}"
+    return datetime.fromisoformat(f"{head}+{zone}").timestamp()
 
 
 def scenario(host: testinfra.host.Host) -> dict[str, Any]:
@@ -91,30 +143,62 @@ def api_version(host: testinfra.host.Host) -> str:
 
 
 def db_login(host: testinfra.host.Host, password: str) -> bool:
-    result = host.run(f"printf '%s\\n' {password} | {DB_LOGIN}")
-    return bool(result.rc == 0)
+    """The app's login with `password`, which travels on stdin only (never an argv)."""
+    result = subprocess.run(
+        ["docker", "exec", "-i", instance_name(host), "sh", "-c", DB_LOGIN],
+        input=f"{password}\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode == 0 and result.stdout.strip() == "1"
+
+
+def psql_rows(host: testinfra.host.Host, sql: str) -> list[dict[str, Any]]:
+    """The rows of a query that selects one json_agg of objects, as the stack's superuser
+    over the db container's socket."""
+    out = run_ok(host, f"{COMPOSE} exec -T db psql -X -U algo -d algo_trade -tAc {json.dumps(sql)}")
+    value = json.loads(out.strip() or "null") or []
+    assert isinstance(value, list), value
+    return value
+
+
+def app_started(host: testinfra.host.Host) -> tuple[str, float]:
+    """The app container's ID and its start time (seconds since the epoch)."""
+    out = run_ok(host, f"docker inspect -f '{{{{.Id}}}} {{{{.State.StartedAt}}}}' {APP}").split()
+    return out[0], docker_time(out[1])
+
+
+def app_state(host: testinfra.host.Host) -> str:
+    return run_ok(host, f"docker inspect -f '{{{{.State.Status}}}}' {APP}").strip()
 
 
 def wait_healthy(host: testinfra.host.Host, timeout: int = 120) -> None:
-    deadline = time.time() + timeout
-    states = ""
-    while time.time() < deadline:
-        states = host.run(f"{COMPOSE} ps --format '{{{{.Service}}}}={{{{.Health}}}}'").stdout
-        if states.split() and all(s.endswith("=healthy") for s in states.split()):
-            return
-        time.sleep(2)
-    raise AssertionError(f"not healthy: {states}\n{host.run(f'{COMPOSE} logs --tail 30').stdout}")
+    def healthy() -> bool:
+        states = host.run(f"{COMPOSE} ps --format '{{{{.Service}}}}={{{{.Health}}}}'").stdout.split()
+        return bool(states) and all(s.endswith("=healthy") for s in states)
+
+    try:
+        wait_for("every service healthy", healthy, timeout, interval=1)
+    except AssertionError as error:
+        states = host.run(f"{COMPOSE} ps -a").stdout
+        raise AssertionError(f"{error}:\n{states}\n{host.run(f'{COMPOSE} logs --tail 30').stdout}") from None
 
 
-def playbook(name: str, **extra_vars: object) -> tuple[int, str, subprocess.CompletedProcess[str]]:
-    """Run one of the collection's playbooks; no secret may reach its output."""
-    result = ansible_playbook(PLAYBOOKS / f"{name}.yml", INVENTORY, extra_vars={**ROTATED, **extra_vars})
+def playbook(
+    name: str, *inventories: Path, **extra_vars: object
+) -> tuple[int, str, subprocess.CompletedProcess[str]]:
+    """Run one of the collection's playbooks (on the scenario's inventory and `inventories`);
+    no secret may reach its output, plain or encoded."""
+    more = [arg for path in inventories for arg in ("-i", str(path))]
+    result = ansible_playbook(
+        PLAYBOOKS / f"{name}.yml", INVENTORY, *more, extra_vars={**ROTATED, **extra_vars}
+    )
     out = result.stdout + result.stderr
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with (ARTIFACTS / f"{name}.log").open("a") as log:
         log.write(f"$ ansible-playbook playbooks/{name}.yml -e {json.dumps(extra_vars)}\n{out}\n")
-    for secret in SECRETS:
-        assert secret not in out, f"a secret reached the output of {name}.yml"
+    assert_no_secret(out, f"the output of {name}.yml")
     # Whitespace normalised: the YAML callback folds long lines.
     return result.returncode, " ".join(out.split()), result
 
@@ -141,8 +225,11 @@ def test_backup_is_root_only_and_holds_no_password(host: testinfra.host.Host) ->
     globals_sql = host.file(f"{BACKUPS}/{name}/globals.sql").content_string
     assert "CREATE ROLE algo" in globals_sql
     assert "SCRAM-SHA-256$" not in globals_sql
-    for secret in SECRETS:
-        assert host.run("grep -rqaF -e %s %s", secret, f"{BACKUPS}/{name}").rc == 1
+    for number, secret in enumerate(SECRETS):
+        for form, value in secret_forms(secret).items():
+            # The result named first: pytest's report would print the command, value and all.
+            found = host.run("grep -rqaF -e %s %s", value, f"{BACKUPS}/{name}").rc != 1
+            assert not found, f"secret #{number} ({form}) is in the backup (or grep failed)"
 
 
 def test_backup_was_taken_while_the_writers_wrote(host: testinfra.host.Host) -> None:
@@ -218,10 +305,103 @@ def test_rollback_again_changes_nothing(host: testinfra.host.Host) -> None:
 
 def test_rotated_password_works_and_the_old_one_is_refused(host: testinfra.host.Host) -> None:
     wait_healthy(host, timeout=30)
-    assert db_login(host, NEW_DB_PASSWORD)
-    assert not db_login(host, OLD_DB_PASSWORD)
-    assert host.file(f"{PROJECT}/secrets/db_password").content_string == NEW_DB_PASSWORD
-    assert host.file(f"{PROJECT}/secrets/db_password").mode == 0o400
+    # Results named first: pytest's report of `assert db_login(...)` would print the argument.
+    new_works, old_works = db_login(host, NEW_DB_PASSWORD), db_login(host, OLD_DB_PASSWORD)
+    assert new_works, "the new password is refused"
+    assert not old_works, "the old password still works"
+    secret = host.file(f"{PROJECT}/secrets/db_password")
+    assert hashlib.sha256(secret.content).hexdigest() == hashlib.sha256(NEW_DB_PASSWORD.encode()).hexdigest()
+    assert secret.mode == 0o400
+
+
+def test_rotation_recreated_the_app(host: testinfra.host.Host) -> None:
+    """A running container keeps the config file it started with: the rotation must
+    recreate the app (its config input changed) within the rotation's run.
+
+    Seen to fail when the rotation left the app running (roles/ops
+    rotate_db_password.yml without "Stop the app", `recreate: never` on the start):
+    same ID, and the run failed its health gate.
+    """
+    record = scenario(host)
+    before = record["app_before_rotation"]
+    container, started = app_started(host)
+    assert container != before["id"], "the app container is the one that ran before the rotation"
+    assert record["rotation_began"] < started < record["rotation_ended"], (
+        f"the app started at {started}, not during the rotation "
+        f"({record['rotation_began']} to {record['rotation_ended']})"
+    )
+
+
+def test_app_reads_the_new_password(host: testinfra.host.Host) -> None:
+    """The config the daemon reads (config/Config.toml, the app_config secret) holds the
+    new password, URL-encoded in the database URL. Compared by sha256 inside the
+    container: the value is never printed.
+
+    Seen to fail when the rotation left the app running (no "Stop the app",
+    `recreate: never`): the container still read the old file.
+    """
+    expected = f'url = "postgresql://algo:{quote(NEW_DB_PASSWORD, safe="")}@db:5432/algo_trade"\n'
+    script = "grep '^url = ' /app/config/Config.toml | sha256sum"
+    found = run_ok(host, f"docker exec {APP} sh -c {json.dumps(script)}").split()[0]
+    assert found == hashlib.sha256(expected.encode()).hexdigest(), "the app's database URL is not the new one"
+
+
+def test_app_session_was_made_after_the_rotation_with_the_new_password(host: testinfra.host.Host) -> None:
+    """The daemon holds a TimescaleDB session opened after the rotation began, from its
+    own address, where the database asks for the password (scram-sha-256); the old
+    password is refused (the test above), so the session was made with the new one.
+    (The sample keeps one session and reconnects every 2 s when it is lost.)
+
+    Seen to fail when the rotation left the app running (no "Stop the app",
+    `recreate: never`): it kept the old password and had no session after the
+    database's restart.
+    """
+    record = scenario(host)
+    rules = psql_rows(
+        host,
+        "SELECT json_agg(json_build_object('type', type, 'address', address, 'auth', auth_method))"
+        " FROM pg_hba_file_rules",
+    )
+    remote = [r for r in rules if r["type"].startswith("host") and r["address"] not in ("127.0.0.1", "::1")]
+    assert remote, rules
+    assert all(r["auth"] == "scram-sha-256" for r in remote), rules
+    addresses = set(
+        run_ok(
+            host,
+            f"docker inspect -f '{{{{range .NetworkSettings.Networks}}}}{{{{.IPAddress}}}} {{{{end}}}}'"
+            f" {APP}",
+        ).split()
+    )
+    sql = (
+        "SELECT json_agg(json_build_object('address', host(client_addr),"
+        " 'start', extract(epoch FROM backend_start)))"
+        " FROM pg_stat_activity WHERE usename = 'algo' AND client_addr IS NOT NULL"
+    )
+
+    def app_sessions() -> list[float] | None:
+        starts = [float(r["start"]) for r in psql_rows(host, sql) if r["address"] in addresses]
+        return starts or None
+
+    sessions = wait_for("the app's database session", app_sessions, timeout=30)
+    assert all(start > record["rotation_began"] for start in sessions), (sessions, record["rotation_began"])
+
+
+def test_rotation_output_holds_no_secret(host: testinfra.host.Host) -> None:
+    """The side effect's rotation run (rotate.yml keeps its output): no secret, plain,
+    URL-encoded or base64.
+
+    Seen to fail when the role printed the old secret file's slurped content (base64,
+    not the plain form). (Its `stack_db_password | urlencode` was caught by the same
+    check in playbook(), on test_rotation_again_changes_nothing's run.)
+    """
+    log = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rotate_db_password.log"
+    out = log.read_text()
+    assert_no_secret(out, "the output of the side effect's rotate_db_password.yml")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "rotate_db_password-side-effect.log").write_text(out)
+    # The result named first: pytest's report would print the whole output.
+    finished = "the database, the secret file and the app use the new password" in " ".join(out.split())
+    assert finished, f"the rotation did not finish: see {log}"
 
 
 def test_rotation_kept_the_data_and_the_password_out_of_logs(host: testinfra.host.Host) -> None:
@@ -229,8 +409,7 @@ def test_rotation_kept_the_data_and_the_password_out_of_logs(host: testinfra.hos
     assert table_counts(host) == taken["tables"]["timescaledb"]
     assert len(bots(host)) == taken["tables"]["sqlite"]["bots"]
     logs = run_ok(host, f"{COMPOSE} logs --no-color 2>&1; ps auxww")
-    for secret in SECRETS:
-        assert secret not in logs
+    assert_no_secret(logs, "the containers' logs or a process's argv")
 
 
 def test_rotation_again_changes_nothing(host: testinfra.host.Host) -> None:
