@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import time
 from collections.abc import Callable
@@ -466,6 +467,116 @@ def test_rollback_refuses_an_unknown_build(host: testinfra.host.Host) -> None:
     assert "ops_rollback_to=0000000000000000 is not a build on backup-a" in out
 
 
+def test_restore_keeps_the_app_stopped_on_a_row_count_mismatch(host: testinfra.host.Host) -> None:
+    """A backup whose dump holds other rows than its manifest counted (the manifest's
+    count of public.trades one higher; the checksums cover the files, not the manifest):
+    the restore fails after pg_restore and leaves the app stopped.
+
+    Seen to fail when the row-count check in roles/backup restore.yml always passed
+    (`that: true`): the restore passed and started the app.
+    """
+    name = scenario(host)["backup"]
+    fake = "20000101T000002Z"
+    edit = (
+        "import json, sys; path = sys.argv[1]; m = json.load(open(path));"
+        " m['tables']['timescaledb']['public.trades'] += 1; json.dump(m, open(path, 'w'))"
+    )
+    run_ok(host, f"cp -a {BACKUPS}/{name} {BACKUPS}/{fake}")
+    try:
+        run_ok(host, f"python3 -c {json.dumps(edit)} {BACKUPS}/{fake}/manifest.json")
+        rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=fake)
+        assert rc != 0, out[-3000:]
+        assert "The app stays stopped; look into it before starting it." in out
+        assert app_state(host) == "exited"
+        assert not host.file(f"{PROJECT}/deploy.lock").exists
+    finally:
+        host.run(f"rm -rf {BACKUPS}/{fake}")
+        # The database holds the backup's rows (the same dump): the app may start again.
+        run_ok(host, f"{COMPOSE} up -d --wait --wait-timeout 180")
+    wait_healthy(host, timeout=60)
+
+
+BAD_BUILD = "0badc0de0badc0de"
+
+
+def second_host(tmp_path: Path) -> Path:
+    """An inventory of backup-b: the same machine, with no stack in its ops_project_dir
+    (its preflight refuses). It comes after backup-a: in a batch of its own at serial 1."""
+    path = tmp_path / "backup-b.yml"
+    host_vars = {
+        "ansible_connection": "community.docker.docker",
+        "ansible_host": HOST,
+        "ansible_user": "root",
+        "ops_project_dir": "/opt/algo-trade-elsewhere",
+    }
+    path.write_text(json.dumps({"all": {"hosts": {"backup-b": host_vars}}}))
+    return path
+
+
+def test_rollback_to_a_build_failing_its_gate_puts_the_running_one_back(
+    host: testinfra.host.Host, tmp_path: Path
+) -> None:
+    """The README's promise: the first failed host stops the run (one host at a time by
+    default) and gets its previous image back, running and healthy.
+
+    Seen to fail when roles/ops rollback.yml passed no previous image to the release
+    step (`__stack_previous_image: ""`): the broken build stayed, unhealthy; and when
+    playbooks/rollback.yml ran both hosts in one batch (`serial: 2`): backup-b's
+    refusal stopped the run before backup-a's rollback.
+    """
+    v1 = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
+    # A build of the same app that never answers: its health check fails.
+    dockerfile = [f"FROM {v1}", 'ENTRYPOINT ["/usr/bin/tini", "--", "sleep", "infinity"]']
+    run_ok(
+        host,
+        f"printf '%s\\n' {' '.join(shlex.quote(line) for line in dockerfile)}"
+        f" | docker build -q -t algo-trade/app:{BAD_BUILD} -",
+    )
+    try:
+        rc, out, _run = playbook(
+            "rollback", second_host(tmp_path), ops_rollback_to=BAD_BUILD, stack_health_timeout=45
+        )
+        assert rc != 0, out[-3000:]
+        assert f"The release algo-trade/app:{BAD_BUILD} failed on backup-a" in out
+        assert f"Put back: {v1}, running and healthy." in out
+        assert "[backup-b]" not in out, "the run went on to the next host"
+        assert run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip() == v1
+        wait_healthy(host, timeout=60)
+        assert api_version(host) == "sample-1"
+        assert not host.file(f"{PROJECT}/deploy.lock").exists
+    finally:
+        host.run(f"docker image rm algo-trade/app:{BAD_BUILD}")
+
+
+def test_rollback_serial_sets_the_batch(host: testinfra.host.Host, tmp_path: Path) -> None:
+    """rollback_serial=2 puts both hosts in one batch: both reach the preflight together,
+    and backup-b's refusal there stops backup-a too (max_fail_percentage 0).
+
+    Seen to fail when playbooks/rollback.yml ignored rollback_serial (`serial: 1`):
+    the preflight ran twice, backup-a alone in the first batch.
+    """
+    v1 = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
+    app_id = app_started(host)[0]
+    rc, out, result = playbook("rollback", second_host(tmp_path), ops_rollback_to=v1, rollback_serial=2)
+    assert rc != 0, out[-3000:]
+    assert "There is no stack in ops_project_dir=/opt/algo-trade-elsewhere on backup-b" in out
+    lines = result.stdout.splitlines()
+    banner = [i for i, line in enumerate(lines) if "preflight | Refuse a host without the stack]" in line]
+    assert len(banner) == 1, "one batch runs the preflight once"
+    block = []
+    for line in lines[banner[0] + 1 :]:
+        if line.startswith(("TASK [", "PLAY ", "RUNNING HANDLER")):
+            break
+        block.append(line)
+    answered = " ".join(block)
+    assert "[backup-a]" in answered, answered
+    assert "[backup-b]" in answered, answered
+    assert "rolled back from" not in out
+    assert "already, nothing changed" not in out
+    assert app_started(host)[0] == app_id
+    assert not host.file(f"{PROJECT}/deploy.lock").exists
+
+
 # --- Status, logs, schedule ---------------------------------------------------------
 
 
@@ -544,8 +655,16 @@ def test_scheduled_backup_runs_the_same_script_with_retention(host: testinfra.ho
     assert host.service("algo-trade-backup.timer").is_running
     before = backups(host)
     for _attempt in range(3):
+        # A oneshot service: `systemctl start` returns when the backup is done.
         run_ok(host, "systemctl start algo-trade-backup.service")
-        time.sleep(1)  # backups are named by the second
+        latest = backups(host)[-1]
+        # Backups are named by the second: the next one starts in a later second.
+        wait_for(
+            f"the host's clock past {latest}",
+            lambda: host.run("date -u +%Y%m%dT%H%M%SZ").stdout.strip() > latest,  # noqa: B023
+            timeout=5,
+            interval=0.2,
+        )
     after = backups(host)
     assert len(after) == VARS["backup_keep"] == 3
     assert set(after) - set(before), "the timer's service took new backups"
