@@ -7,7 +7,6 @@ loss). Tests run in file order; the last ones tear the stack down.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -23,7 +22,16 @@ from urllib.parse import quote
 import pytest
 import testinfra.host
 import testinfra.utils.ansible_runner
-from testlib import REPO, ansible_playbook, expected_hosts, instance_name, recap, run_ok
+from testlib import (
+    REPO,
+    ansible_playbook,
+    expected_hosts,
+    instance_name,
+    leaked_secrets,
+    recap,
+    run_ok,
+    secret_forms,
+)
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 HOST = "backup-a"
@@ -70,26 +78,12 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
         time.sleep(interval)
 
 
-def secret_forms(secret: str) -> dict[str, str]:
-    """A secret as it may leak: plain, URL-encoded and base64 (the part of its encoding
-    that is the same at each of the three byte offsets it can have in a longer text)."""
-    forms = {"plain": secret, "URL-encoded": quote(secret, safe="")}
-    raw = secret.encode()
-    for offset in range(3):
-        encoded = base64.b64encode(b"\0" * offset + raw).decode()
-        # Characters that depend on the secret's bytes only: from the first whole sextet
-        # after the offset to the last whole one before its end.
-        forms[f"base64 at offset {offset}"] = encoded[-(-8 * offset // 6) : 8 * (offset + len(raw)) // 6]
-    return forms
-
-
 def assert_no_secret(text: str, where: str) -> None:
     """Fail, naming the secret by number and form only: pytest's report of a plain
     `assert value not in text` would print the value and the text around it."""
-    for number, secret in enumerate(SECRETS):
-        for form, value in secret_forms(secret).items():
-            if value in text:
-                pytest.fail(f"secret #{number} of SECRETS ({form}) reached {where}", pytrace=False)
+    leaks = leaked_secrets(text, SECRETS)
+    if leaks:
+        pytest.fail(f"{', '.join(leaks)} of SECRETS reached {where}", pytrace=False)
 
 
 def docker_time(value: str) -> float:
