@@ -2,7 +2,9 @@
 lost and restored, v2 rolled back to v1, the database password rotated.
 
 The side effect leaves /root/scenario.json (the backup it took, the counts before the
-loss). Tests run in file order; the last ones tear the stack down.
+loss, the app container before the rotation and the database clock around it) and the
+rotation's output (rotate.yml). Tests run in file order: the rotation's are checked
+before any later test restarts the app; the last ones tear the stack down.
 """
 
 from __future__ import annotations
