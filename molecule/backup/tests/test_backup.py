@@ -590,6 +590,15 @@ def test_status_reports_version_health_disk_and_backup_age(host: testinfra.host.
 
 
 def test_logs_prints_the_last_lines_per_service(host: testinfra.host.Host) -> None:
+    # A request of its own through the proxy, for the proxy's log: the tests before this
+    # one recreate the proxy (a rollback's put-back) without a health gate asking it.
+    published = run_ok(host, f"{COMPOSE} port proxy 7681").strip()
+    script = (
+        "import ssl, sys, urllib.error, urllib.request as u\n"
+        "try: u.urlopen('https://' + sys.argv[1] + '/', context=ssl._create_unverified_context())\n"
+        "except urllib.error.HTTPError: pass"
+    )
+    run_ok(host, f"python3 -c {shlex.quote(script)} {published}")
     rc, out, _run = playbook("logs", ops_logs_lines=20)
     assert rc == 0, out[-3000:]
     assert "Trading system daemon sample-1 listening" in out
