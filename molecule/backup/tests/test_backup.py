@@ -2,7 +2,9 @@
 lost and restored, v2 rolled back to v1, the database password rotated.
 
 The side effect leaves /root/scenario.json (the backup it took, the counts before the
-loss). Tests run in file order; the last ones tear the stack down.
+loss, the app container before the rotation and the database clock around it) and the
+rotation's output (rotate.yml). Tests run in file order: the rotation's are checked
+before any later test restarts the app; the last ones tear the stack down.
 """
 
 from __future__ import annotations
@@ -10,14 +12,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import time
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
+import pytest
 import testinfra.host
 import testinfra.utils.ansible_runner
-from testlib import REPO, ansible_playbook, expected_hosts, recap, run_ok
+from testlib import (
+    REPO,
+    ansible_playbook,
+    expected_hosts,
+    instance_name,
+    leaked_secrets,
+    recap,
+    run_ok,
+    secret_forms,
+)
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 HOST = "backup-a"
@@ -47,6 +63,39 @@ COUNTS_SQL = (
     " query_to_xml(format('SELECT count(*) AS n FROM %I.%I', schemaname, tablename), false, true, '')))[1]"
     "::text::bigint) FROM pg_tables WHERE schemaname = 'public'"
 )
+
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
+    """Poll `probe` until it returns a value other than None (or False), or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None and value is not False:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def assert_no_secret(text: str, where: str) -> None:
+    """Fail, naming the secret by number and form only: pytest's report of a plain
+    `assert value not in text` would print the value and the text around it."""
+    leaks = leaked_secrets(text, SECRETS)
+    if leaks:
+        pytest.fail(f"{', '.join(leaks)} of SECRETS reached {where}", pytrace=False)
+
+
+def docker_time(value: str) -> float:
+    """A Docker timestamp (RFC 3339 with nanoseconds) as seconds since the epoch."""
+    stamp = value.strip().replace("Z", "+00:00")
+    head, _, zone = stamp.partition("+")
+    if "." in head:
+        whole, fraction = head.split(".")
+        head = f"{whole}.{fraction[:6]}"
+    return datetime.fromisoformat(f"{head}+{zone}").timestamp()
 
 
 def scenario(host: testinfra.host.Host) -> dict[str, Any]:
@@ -91,30 +140,62 @@ def api_version(host: testinfra.host.Host) -> str:
 
 
 def db_login(host: testinfra.host.Host, password: str) -> bool:
-    result = host.run(f"printf '%s\\n' {password} | {DB_LOGIN}")
-    return bool(result.rc == 0)
+    """The app's login with `password`, which travels on stdin only (never an argv)."""
+    result = subprocess.run(
+        ["docker", "exec", "-i", instance_name(host), "sh", "-c", DB_LOGIN],
+        input=f"{password}\n",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode == 0 and result.stdout.strip() == "1"
+
+
+def psql_rows(host: testinfra.host.Host, sql: str) -> list[dict[str, Any]]:
+    """The rows of a query that selects one json_agg of objects, as the stack's superuser
+    over the db container's socket."""
+    out = run_ok(host, f"{COMPOSE} exec -T db psql -X -U algo -d algo_trade -tAc {json.dumps(sql)}")
+    value = json.loads(out.strip() or "null") or []
+    assert isinstance(value, list), value
+    return value
+
+
+def app_started(host: testinfra.host.Host) -> tuple[str, float]:
+    """The app container's ID and its start time (seconds since the epoch)."""
+    out = run_ok(host, f"docker inspect -f '{{{{.Id}}}} {{{{.State.StartedAt}}}}' {APP}").split()
+    return out[0], docker_time(out[1])
+
+
+def app_state(host: testinfra.host.Host) -> str:
+    return run_ok(host, f"docker inspect -f '{{{{.State.Status}}}}' {APP}").strip()
 
 
 def wait_healthy(host: testinfra.host.Host, timeout: int = 120) -> None:
-    deadline = time.time() + timeout
-    states = ""
-    while time.time() < deadline:
-        states = host.run(f"{COMPOSE} ps --format '{{{{.Service}}}}={{{{.Health}}}}'").stdout
-        if states.split() and all(s.endswith("=healthy") for s in states.split()):
-            return
-        time.sleep(2)
-    raise AssertionError(f"not healthy: {states}\n{host.run(f'{COMPOSE} logs --tail 30').stdout}")
+    def healthy() -> bool:
+        states = host.run(f"{COMPOSE} ps --format '{{{{.Service}}}}={{{{.Health}}}}'").stdout.split()
+        return bool(states) and all(s.endswith("=healthy") for s in states)
+
+    try:
+        wait_for("every service healthy", healthy, timeout, interval=1)
+    except AssertionError as error:
+        states = host.run(f"{COMPOSE} ps -a").stdout
+        raise AssertionError(f"{error}:\n{states}\n{host.run(f'{COMPOSE} logs --tail 30').stdout}") from None
 
 
-def playbook(name: str, **extra_vars: object) -> tuple[int, str, subprocess.CompletedProcess[str]]:
-    """Run one of the collection's playbooks; no secret may reach its output."""
-    result = ansible_playbook(PLAYBOOKS / f"{name}.yml", INVENTORY, extra_vars={**ROTATED, **extra_vars})
+def playbook(
+    name: str, *inventories: Path, **extra_vars: object
+) -> tuple[int, str, subprocess.CompletedProcess[str]]:
+    """Run one of the collection's playbooks (on the scenario's inventory and `inventories`);
+    no secret may reach its output, plain or encoded."""
+    more = [arg for path in inventories for arg in ("-i", str(path))]
+    result = ansible_playbook(
+        PLAYBOOKS / f"{name}.yml", INVENTORY, *more, extra_vars={**ROTATED, **extra_vars}
+    )
     out = result.stdout + result.stderr
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with (ARTIFACTS / f"{name}.log").open("a") as log:
         log.write(f"$ ansible-playbook playbooks/{name}.yml -e {json.dumps(extra_vars)}\n{out}\n")
-    for secret in SECRETS:
-        assert secret not in out, f"a secret reached the output of {name}.yml"
+    assert_no_secret(out, f"the output of {name}.yml")
     # Whitespace normalised: the YAML callback folds long lines.
     return result.returncode, " ".join(out.split()), result
 
@@ -141,8 +222,11 @@ def test_backup_is_root_only_and_holds_no_password(host: testinfra.host.Host) ->
     globals_sql = host.file(f"{BACKUPS}/{name}/globals.sql").content_string
     assert "CREATE ROLE algo" in globals_sql
     assert "SCRAM-SHA-256$" not in globals_sql
-    for secret in SECRETS:
-        assert host.run("grep -rqaF -e %s %s", secret, f"{BACKUPS}/{name}").rc == 1
+    for number, secret in enumerate(SECRETS):
+        for form, value in secret_forms(secret).items():
+            # The result named first: pytest's report would print the command, value and all.
+            found = host.run("grep -rqaF -e %s %s", value, f"{BACKUPS}/{name}").rc != 1
+            assert not found, f"secret #{number} ({form}) is in the backup (or grep failed)"
 
 
 def test_backup_was_taken_while_the_writers_wrote(host: testinfra.host.Host) -> None:
@@ -218,10 +302,103 @@ def test_rollback_again_changes_nothing(host: testinfra.host.Host) -> None:
 
 def test_rotated_password_works_and_the_old_one_is_refused(host: testinfra.host.Host) -> None:
     wait_healthy(host, timeout=30)
-    assert db_login(host, NEW_DB_PASSWORD)
-    assert not db_login(host, OLD_DB_PASSWORD)
-    assert host.file(f"{PROJECT}/secrets/db_password").content_string == NEW_DB_PASSWORD
-    assert host.file(f"{PROJECT}/secrets/db_password").mode == 0o400
+    # Results named first: pytest's report of `assert db_login(...)` would print the argument.
+    new_works, old_works = db_login(host, NEW_DB_PASSWORD), db_login(host, OLD_DB_PASSWORD)
+    assert new_works, "the new password is refused"
+    assert not old_works, "the old password still works"
+    secret = host.file(f"{PROJECT}/secrets/db_password")
+    assert hashlib.sha256(secret.content).hexdigest() == hashlib.sha256(NEW_DB_PASSWORD.encode()).hexdigest()
+    assert secret.mode == 0o400
+
+
+def test_rotation_recreated_the_app(host: testinfra.host.Host) -> None:
+    """A running container keeps the config file it started with: the rotation must
+    recreate the app (its config input changed) within the rotation's run.
+
+    Seen to fail when the rotation left the app running (roles/ops
+    rotate_db_password.yml without "Stop the app", `recreate: never` on the start):
+    same ID, and the run failed its health gate.
+    """
+    record = scenario(host)
+    before = record["app_before_rotation"]
+    container, started = app_started(host)
+    assert container != before["id"], "the app container is the one that ran before the rotation"
+    assert record["rotation_began"] < started < record["rotation_ended"], (
+        f"the app started at {started}, not during the rotation "
+        f"({record['rotation_began']} to {record['rotation_ended']})"
+    )
+
+
+def test_app_reads_the_new_password(host: testinfra.host.Host) -> None:
+    """The config the daemon reads (config/Config.toml, the app_config secret) holds the
+    new password, URL-encoded in the database URL. Compared by sha256 inside the
+    container: the value is never printed.
+
+    Seen to fail when the rotation left the app running (no "Stop the app",
+    `recreate: never`): the container still read the old file.
+    """
+    expected = f'url = "postgresql://algo:{quote(NEW_DB_PASSWORD, safe="")}@db:5432/algo_trade"\n'
+    script = "grep '^url = ' /app/config/Config.toml | sha256sum"
+    found = run_ok(host, f"docker exec {APP} sh -c {json.dumps(script)}").split()[0]
+    assert found == hashlib.sha256(expected.encode()).hexdigest(), "the app's database URL is not the new one"
+
+
+def test_app_session_was_made_after_the_rotation_with_the_new_password(host: testinfra.host.Host) -> None:
+    """The daemon holds a TimescaleDB session opened after the rotation began, from its
+    own address, where the database asks for the password (scram-sha-256); the old
+    password is refused (the test above), so the session was made with the new one.
+    (The sample keeps one session and reconnects every 2 s when it is lost.)
+
+    Seen to fail when the rotation left the app running (no "Stop the app",
+    `recreate: never`): it kept the old password and had no session after the
+    database's restart.
+    """
+    record = scenario(host)
+    rules = psql_rows(
+        host,
+        "SELECT json_agg(json_build_object('type', type, 'address', address, 'auth', auth_method))"
+        " FROM pg_hba_file_rules",
+    )
+    remote = [r for r in rules if r["type"].startswith("host") and r["address"] not in ("127.0.0.1", "::1")]
+    assert remote, rules
+    assert all(r["auth"] == "scram-sha-256" for r in remote), rules
+    addresses = set(
+        run_ok(
+            host,
+            f"docker inspect -f '{{{{range .NetworkSettings.Networks}}}}{{{{.IPAddress}}}} {{{{end}}}}'"
+            f" {APP}",
+        ).split()
+    )
+    sql = (
+        "SELECT json_agg(json_build_object('address', host(client_addr),"
+        " 'start', extract(epoch FROM backend_start)))"
+        " FROM pg_stat_activity WHERE usename = 'algo' AND client_addr IS NOT NULL"
+    )
+
+    def app_sessions() -> list[float] | None:
+        starts = [float(r["start"]) for r in psql_rows(host, sql) if r["address"] in addresses]
+        return starts or None
+
+    sessions = wait_for("the app's database session", app_sessions, timeout=30)
+    assert all(start > record["rotation_began"] for start in sessions), (sessions, record["rotation_began"])
+
+
+def test_rotation_output_holds_no_secret(host: testinfra.host.Host) -> None:
+    """The side effect's rotation run (rotate.yml keeps its output): no secret, plain,
+    URL-encoded or base64.
+
+    Seen to fail when the role printed the old secret file's slurped content (base64,
+    not the plain form). (Its `stack_db_password | urlencode` was caught by the same
+    check in playbook(), on test_rotation_again_changes_nothing's run.)
+    """
+    log = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rotate_db_password.log"
+    out = log.read_text()
+    assert_no_secret(out, "the output of the side effect's rotate_db_password.yml")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "rotate_db_password-side-effect.log").write_text(out)
+    # The result named first: pytest's report would print the whole output.
+    finished = "the database, the secret file and the app use the new password" in " ".join(out.split())
+    assert finished, f"the rotation did not finish: see {log}"
 
 
 def test_rotation_kept_the_data_and_the_password_out_of_logs(host: testinfra.host.Host) -> None:
@@ -229,8 +406,7 @@ def test_rotation_kept_the_data_and_the_password_out_of_logs(host: testinfra.hos
     assert table_counts(host) == taken["tables"]["timescaledb"]
     assert len(bots(host)) == taken["tables"]["sqlite"]["bots"]
     logs = run_ok(host, f"{COMPOSE} logs --no-color 2>&1; ps auxww")
-    for secret in SECRETS:
-        assert secret not in logs
+    assert_no_secret(logs, "the containers' logs or a process's argv")
 
 
 def test_rotation_again_changes_nothing(host: testinfra.host.Host) -> None:
@@ -287,6 +463,116 @@ def test_rollback_refuses_an_unknown_build(host: testinfra.host.Host) -> None:
     assert "ops_rollback_to=0000000000000000 is not a build on backup-a" in out
 
 
+def test_restore_keeps_the_app_stopped_on_a_row_count_mismatch(host: testinfra.host.Host) -> None:
+    """A backup whose dump holds other rows than its manifest counted (the manifest's
+    count of public.trades one higher; the checksums cover the files, not the manifest):
+    the restore fails after pg_restore and leaves the app stopped.
+
+    Seen to fail when the row-count check in roles/backup restore.yml always passed
+    (`that: true`): the restore passed and started the app.
+    """
+    name = scenario(host)["backup"]
+    fake = "20000101T000002Z"
+    edit = (
+        "import json, sys; path = sys.argv[1]; m = json.load(open(path));"
+        " m['tables']['timescaledb']['public.trades'] += 1; json.dump(m, open(path, 'w'))"
+    )
+    run_ok(host, f"cp -a {BACKUPS}/{name} {BACKUPS}/{fake}")
+    try:
+        run_ok(host, f"python3 -c {json.dumps(edit)} {BACKUPS}/{fake}/manifest.json")
+        rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=fake)
+        assert rc != 0, out[-3000:]
+        assert "The app stays stopped; look into it before starting it." in out
+        assert app_state(host) == "exited"
+        assert not host.file(f"{PROJECT}/deploy.lock").exists
+    finally:
+        host.run(f"rm -rf {BACKUPS}/{fake}")
+        # The database holds the backup's rows (the same dump): the app may start again.
+        run_ok(host, f"{COMPOSE} up -d --wait --wait-timeout 180")
+    wait_healthy(host, timeout=60)
+
+
+BAD_BUILD = "0badc0de0badc0de"
+
+
+def second_host(tmp_path: Path) -> Path:
+    """An inventory of backup-b: the same machine, with no stack in its ops_project_dir
+    (its preflight refuses). It comes after backup-a: in a batch of its own at serial 1."""
+    path = tmp_path / "backup-b.yml"
+    host_vars = {
+        "ansible_connection": "community.docker.docker",
+        "ansible_host": HOST,
+        "ansible_user": "root",
+        "ops_project_dir": "/opt/algo-trade-elsewhere",
+    }
+    path.write_text(json.dumps({"all": {"hosts": {"backup-b": host_vars}}}))
+    return path
+
+
+def test_rollback_to_a_build_failing_its_gate_puts_the_running_one_back(
+    host: testinfra.host.Host, tmp_path: Path
+) -> None:
+    """The README's promise: the first failed host stops the run (one host at a time by
+    default) and gets its previous image back, running and healthy.
+
+    Seen to fail when roles/ops rollback.yml passed no previous image to the release
+    step (`__stack_previous_image: ""`): the broken build stayed, unhealthy; and when
+    playbooks/rollback.yml ran both hosts in one batch (`serial: 2`): backup-b's
+    refusal stopped the run before backup-a's rollback.
+    """
+    v1 = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
+    # A build of the same app that never answers: its health check fails.
+    dockerfile = [f"FROM {v1}", 'ENTRYPOINT ["/usr/bin/tini", "--", "sleep", "infinity"]']
+    run_ok(
+        host,
+        f"printf '%s\\n' {' '.join(shlex.quote(line) for line in dockerfile)}"
+        f" | docker build -q -t algo-trade/app:{BAD_BUILD} -",
+    )
+    try:
+        rc, out, _run = playbook(
+            "rollback", second_host(tmp_path), ops_rollback_to=BAD_BUILD, stack_health_timeout=45
+        )
+        assert rc != 0, out[-3000:]
+        assert f"The release algo-trade/app:{BAD_BUILD} failed on backup-a" in out
+        assert f"Put back: {v1}, running and healthy." in out
+        assert "[backup-b]" not in out, "the run went on to the next host"
+        assert run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip() == v1
+        wait_healthy(host, timeout=60)
+        assert api_version(host) == "sample-1"
+        assert not host.file(f"{PROJECT}/deploy.lock").exists
+    finally:
+        host.run(f"docker image rm algo-trade/app:{BAD_BUILD}")
+
+
+def test_rollback_serial_sets_the_batch(host: testinfra.host.Host, tmp_path: Path) -> None:
+    """rollback_serial=2 puts both hosts in one batch: both reach the preflight together,
+    and backup-b's refusal there stops backup-a too (max_fail_percentage 0).
+
+    Seen to fail when playbooks/rollback.yml ignored rollback_serial (`serial: 1`):
+    the preflight ran twice, backup-a alone in the first batch.
+    """
+    v1 = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
+    app_id = app_started(host)[0]
+    rc, out, result = playbook("rollback", second_host(tmp_path), ops_rollback_to=v1, rollback_serial=2)
+    assert rc != 0, out[-3000:]
+    assert "There is no stack in ops_project_dir=/opt/algo-trade-elsewhere on backup-b" in out
+    lines = result.stdout.splitlines()
+    banner = [i for i, line in enumerate(lines) if "preflight | Refuse a host without the stack]" in line]
+    assert len(banner) == 1, "one batch runs the preflight once"
+    block = []
+    for line in lines[banner[0] + 1 :]:
+        if line.startswith(("TASK [", "PLAY ", "RUNNING HANDLER")):
+            break
+        block.append(line)
+    answered = " ".join(block)
+    assert "[backup-a]" in answered, answered
+    assert "[backup-b]" in answered, answered
+    assert "rolled back from" not in out
+    assert "already, nothing changed" not in out
+    assert app_started(host)[0] == app_id
+    assert not host.file(f"{PROJECT}/deploy.lock").exists
+
+
 # --- Status, logs, schedule ---------------------------------------------------------
 
 
@@ -304,6 +590,15 @@ def test_status_reports_version_health_disk_and_backup_age(host: testinfra.host.
 
 
 def test_logs_prints_the_last_lines_per_service(host: testinfra.host.Host) -> None:
+    # A request of its own through the proxy, for the proxy's log: the tests before this
+    # one recreate the proxy (a rollback's put-back) without a health gate asking it.
+    published = run_ok(host, f"{COMPOSE} port proxy 7681").strip()
+    script = (
+        "import ssl, sys, urllib.error, urllib.request as u\n"
+        "try: u.urlopen('https://' + sys.argv[1] + '/', context=ssl._create_unverified_context())\n"
+        "except urllib.error.HTTPError: pass"
+    )
+    run_ok(host, f"python3 -c {shlex.quote(script)} {published}")
     rc, out, _run = playbook("logs", ops_logs_lines=20)
     assert rc == 0, out[-3000:]
     assert "Trading system daemon sample-1 listening" in out
@@ -365,8 +660,16 @@ def test_scheduled_backup_runs_the_same_script_with_retention(host: testinfra.ho
     assert host.service("algo-trade-backup.timer").is_running
     before = backups(host)
     for _attempt in range(3):
+        # A oneshot service: `systemctl start` returns when the backup is done.
         run_ok(host, "systemctl start algo-trade-backup.service")
-        time.sleep(1)  # backups are named by the second
+        latest = backups(host)[-1]
+        # Backups are named by the second: the next one starts in a later second.
+        wait_for(
+            f"the host's clock past {latest}",
+            lambda: host.run("date -u +%Y%m%dT%H%M%SZ").stdout.strip() > latest,  # noqa: B023
+            timeout=5,
+            interval=0.2,
+        )
     after = backups(host)
     assert len(after) == VARS["backup_keep"] == 3
     assert set(after) - set(before), "the timer's service took new backups"
