@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -10,10 +11,47 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import testinfra.host
+import testinfra.utils.ansible_runner
 
 BUSYBOX_IMAGE = "local/busybox:test"
+
+
+def expected_hosts(inventory: str, group: str, names: list[str]) -> list[str]:
+    """The hosts of an inventory group, which must be exactly `names`.
+
+    A verifier's `testinfra_hosts` that resolves to no host skips every host test and
+    passes: this fails the collection instead, naming what the inventory holds.
+    """
+    runner = testinfra.utils.ansible_runner.AnsibleRunner(inventory)
+    found = runner.get_hosts(group)
+    if sorted(found) != sorted(names):
+        raise RuntimeError(f"{inventory}: group {group!r} holds {found}, the tests expect {names}")
+    return list(names)
+
+
+def secret_forms(secret: str) -> dict[str, str]:
+    """The secret as it could show up: plain, URL-encoded, hex, and base64 at each of the
+    three alignments it can have inside a longer base64 text (e.g. `Basic user:secret`)."""
+    raw = secret.encode()
+    forms = {"plain": secret, "url-encoded": quote(secret, safe=""), "hex": raw.hex()}
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + raw).decode()
+        # The first characters carry bits of the padding bytes, the last group the end's.
+        forms[f"base64+{shift}"] = encoded[(shift * 8 + 5) // 6 : -4]
+    return forms
+
+
+def leaked_secrets(text: str, secrets: list[str]) -> list[str]:
+    """Which forms of which secrets (by index) appear in text; the values are never shown."""
+    return [
+        f"secret #{i} ({form})"
+        for i, secret in enumerate(secrets)
+        for form, value in secret_forms(secret).items()
+        if value and value in text
+    ]
 
 
 def instance_name(host: testinfra.host.Host) -> str:
@@ -107,6 +145,13 @@ def recap(result: subprocess.CompletedProcess[str], host: str) -> dict[str, int]
         if line.startswith(f"{host} ") and "ok=" in line:
             return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", line)}
     raise AssertionError(f"no recap for {host}:\n{result.stdout}\n{result.stderr}")
+
+
+def failed_task(result: subprocess.CompletedProcess[str]) -> str:
+    """The name of the task that failed first in a run (its `TASK [...]` header)."""
+    before, fatal, _after = result.stdout.partition("fatal:")
+    assert fatal, f"no task failed:\n{result.stdout[-3000:]}"
+    return str(re.findall(r"^TASK \[(.*?)\]", before, re.MULTILINE)[-1])
 
 
 def check_described_host(tmp_path: Path, extra_vars: dict[str, Any]) -> subprocess.CompletedProcess[str]:

@@ -17,12 +17,11 @@ from typing import Any
 
 import testinfra.host
 import testinfra.utils.ansible_runner
-from testlib import REPO, ansible_playbook, recap, run_ok
+from testlib import REPO, ansible_playbook, expected_hosts, recap, run_ok
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
-testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_hosts("all")
-
 HOST = "backup-a"
+testinfra_hosts = expected_hosts(INVENTORY, "all", [HOST])
 PROJECT = "/opt/algo-trade"
 BACKUPS = "/var/backups/algo-trade"
 COMPOSE = f"docker compose --project-directory {PROJECT}"

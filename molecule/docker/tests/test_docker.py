@@ -12,11 +12,9 @@ from typing import Any
 
 import pytest
 import testinfra.host
-import testinfra.utils.ansible_runner
-from testlib import REPO, ansible_playbook, docker_json, run_ok, sideload_image
+from testlib import REPO, ansible_playbook, docker_json, expected_hosts, run_ok, sideload_image
 
-RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-testinfra_hosts = RUNNER.get_hosts("all")
+testinfra_hosts = expected_hosts(os.environ["MOLECULE_INVENTORY_FILE"], "all", ["docker-a", "docker-b"])
 
 
 def until(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -22,10 +22,10 @@ import pytest
 import testinfra
 import testinfra.host
 import testinfra.utils.ansible_runner
-from testlib import REPO, ansible_playbook, recap, run_ok, start_ansible_playbook
+from testlib import REPO, ansible_playbook, expected_hosts, recap, run_ok, start_ansible_playbook
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
-HOSTS = ["fleet-a", "fleet-b", "fleet-c"]  # inventory order: fleet-a is the canary and builds
+HOSTS = expected_hosts(INVENTORY, "all", ["fleet-a", "fleet-b", "fleet-c"])  # fleet-a: canary, builds
 SITE = REPO / "molecule" / "fleet" / "converge.yml"
 STACK = REPO / "playbooks" / "stack.yml"
 APP = "algo-trade-app-1"

@@ -9,11 +9,11 @@ import time
 import testinfra
 import testinfra.host
 import testinfra.utils.ansible_runner
-from testlib import run_ok
+from testlib import expected_hosts, leaked_secrets, run_ok
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
-STACK_HOSTS = RUNNER.get_hosts("stack")
+STACK_HOSTS = expected_hosts(INVENTORY, "stack", ["stack-a"])
 VARS = RUNNER.get_variables("stack-a")
 
 PROJECT = "/opt/algo-trade"
@@ -29,6 +29,12 @@ SECRETS = [
     VARS["stack_tui_password"],
     VARS["stack_api_password"],
 ]
+
+
+def assert_no_secret(text: str) -> None:
+    """None of the scenario's secrets, in any encoded form, is in the text."""
+    leaks = leaked_secrets(text, SECRETS)
+    assert not leaks, f"found {leaks}"
 
 
 def attacker() -> testinfra.host.Host:
@@ -70,6 +76,12 @@ def wait_healthy(host: testinfra.host.Host, timeout: float = 180) -> float:
         time.sleep(1)
     logs = host.run(f"{COMPOSE} logs --tail 30").stdout
     raise AssertionError(f"not healthy after {timeout}s: {states}\n{logs}")
+
+
+def primary_address(host: testinfra.host.Host) -> str:
+    """The host's primary IPv4 address (the scenario binds the published ports to it)."""
+    facts = host.ansible("setup", "gather_subset=!all,network")["ansible_facts"]
+    return str(facts["ansible_default_ipv4"]["address"])
 
 
 def container_ids(host: testinfra.host.Host) -> dict[str, str]:

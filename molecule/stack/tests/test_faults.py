@@ -11,8 +11,8 @@ import time
 
 import pytest
 import testinfra.host
-from stackenv import APP, COMPOSE, DB, STACK_HOSTS, api, container_ids, health, wait_healthy
-from testlib import run_ok
+from stackenv import APP, COMPOSE, DB, INVENTORY, STACK_HOSTS, api, container_ids, health, wait_healthy
+from testlib import REPO, ansible_playbook, failed_task, run_ok
 
 testinfra_hosts = STACK_HOSTS
 pytestmark = pytest.mark.disruptive
@@ -46,17 +46,28 @@ def test_docker_restart_keeps_the_containers_running(host: testinfra.host.Host) 
     wait_healthy(host, timeout=60)
 
 
-def test_database_stop_makes_the_app_unhealthy_then_it_recovers(host: testinfra.host.Host) -> None:
+def test_database_stop_is_seen_by_the_checks_not_the_api(host: testinfra.host.Host) -> None:
+    """The API answers 200 from memory without PostgreSQL (as upstream's does): the app
+    container's health check and the deploy's health gate must notice the database.
+
+    Seen to fail with the health check's database probe removed from the entrypoint (the
+    app stayed healthy with the database stopped)."""
     run_ok(host, f"docker stop {DB}")
     try:
+        assert api(host, "GET", "/api/bots").startswith("200 ")  # the stand-in is not the check
         deadline = time.monotonic() + 90
         while health(host)[APP] != "unhealthy" and time.monotonic() < deadline:
             time.sleep(2)
-        assert health(host)[APP] == "unhealthy", "the app must report the database's loss"
+        assert health(host)[APP] == "unhealthy", "the app's health check must report the database's loss"
+        gate = ansible_playbook(REPO / "molecule" / "stack" / "gate_only.yml", INVENTORY)
+        assert gate.returncode != 0
+        assert failed_task(gate).endswith("health | Check the database accepts the application's login")
     finally:
         run_ok(host, f"docker start {DB}")
     took = wait_healthy(host, timeout=120)
     print(f"healthy again {took:.0f} s after the database came back")
+    gate = ansible_playbook(REPO / "molecule" / "stack" / "gate_only.yml", INVENTORY)
+    assert gate.returncode == 0, gate.stdout[-3000:]
 
 
 def test_host_restart_keeps_bots_and_rows(host: testinfra.host.Host) -> None:

@@ -12,16 +12,18 @@ import base64
 import json
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pyte
 import pytest
 import testinfra.host
-from stackenv import API_LOGIN, PROJECT, STACK_HOSTS, TUI_LOGIN, attacker
+from stackenv import API_LOGIN, APP, PROJECT, STACK_HOSTS, TUI_LOGIN, attacker
 from testlib import run_ok
 
 testinfra_hosts = STACK_HOSTS
 TUI = "https://stack-a:7681"
+LISTED_ORIGIN = "https://desk.example"  # the scenario's stack_allowed_origins
 API = "https://stack-a:8080"
 
 # ttyd's protocol over the proxy's WebSocket: prints the upgrade's status, then (after
@@ -95,24 +97,38 @@ def status(client: testinfra.host.Host, url: str, *options: str) -> str:
     return run_ok(client, command + " ".join(options) + f" {url}").strip()
 
 
+# Every TCP port of stack-a: open, refused, or unanswered (a timeout proves nothing, so
+# those are asked again, slowly, before they count).
+SCAN = """
+import asyncio, json
+async def probe(port, timeout):
+    try:
+        _, w = await asyncio.wait_for(asyncio.open_connection("stack-a", port), timeout)
+        w.close()
+        return "open"
+    except ConnectionRefusedError:
+        return "refused"
+    except (asyncio.TimeoutError, OSError):
+        return "unanswered"
+async def main():
+    sem = asyncio.Semaphore(500)
+    async def one(port, timeout):
+        async with sem:
+            return port, await probe(port, timeout)
+    found = dict(await asyncio.gather(*(one(p, 2) for p in range(1, 65536))))
+    again = [p for p, state in found.items() if state == "unanswered"]
+    found.update(await asyncio.gather(*(one(p, 10) for p in again)))
+    print(json.dumps({s: [p for p, x in found.items() if x == s] for s in ("open", "unanswered")}))
+asyncio.run(main())
+"""
+
+
 def test_only_the_proxy_ports_are_open(outside: testinfra.host.Host) -> None:
-    """A scan of every TCP port: the database and ttyd have none reachable."""
-    scan = (
-        "import asyncio\n"
-        "async def probe(p):\n"
-        "    try:\n"
-        "        _, w = await asyncio.wait_for(asyncio.open_connection('stack-a', p), 2)\n"
-        "        w.close(); return p\n"
-        "    except Exception: return None\n"
-        "async def main():\n"
-        "    sem = asyncio.Semaphore(500)\n"
-        "    async def one(p):\n"
-        "        async with sem: return await probe(p)\n"
-        "    print(sorted(p for p in await asyncio.gather(*map(one, range(1, 65536))) if p))\n"
-        "asyncio.run(main())\n"
-    )
-    put("scan.py", scan)
-    assert run_ok(outside, "python3 /root/scan.py").strip() == "[7681, 8080]"
+    """A scan of every TCP port: the database and ttyd have none reachable, and every
+    other port answers with a refusal (none left unanswered, which a timeout would hide)."""
+    put("scan.py", SCAN)
+    found = json.loads(run_ok(outside, "python3 /root/scan.py"))
+    assert found == {"open": [7681, 8080], "unanswered": []}
 
 
 @pytest.mark.parametrize("url", [TUI, API])
@@ -122,11 +138,42 @@ def test_plain_http_is_sent_to_https(outside: testinfra.host.Host, url: str) -> 
 
 
 @pytest.mark.parametrize("url", [TUI, API])
-def test_the_certificate_names_the_host_and_old_tls_is_refused(
-    outside: testinfra.host.Host, url: str
-) -> None:
+def test_the_certificate_names_the_host(outside: testinfra.host.Host, url: str) -> None:
     assert status(outside, url + "/").startswith("401")  # TLS verified against the host name
-    assert outside.run(f"curl -s --cacert /root/stack-ca.pem --tls-max 1.1 {url}/").rc != 0
+
+
+# A client that still speaks TLS 1.0/1.1: OpenSSL 3 refuses them on its own side below
+# security level 0, so curl's `--tls-max 1.1` failed whatever the server offered.
+OLD_TLS_CLIENT = "openssl s_client -brief -cipher DEFAULT@SECLEVEL=0 -{version} -connect {address} </dev/null"
+# Proof that the client speaks it: a server on the attacker that accepts only that version.
+OLD_TLS_SERVER = (
+    "cd /root && {{ [ -f old.key ] || openssl req -x509 -newkey rsa:2048 -nodes -keyout old.key"
+    " -out old.pem -subj /CN=old -days 1 2>/dev/null; }}"
+    " && (setsid openssl s_server -quiet -naccept 1 -accept 127.0.0.1:4433 -cert old.pem -key old.key"
+    " -cipher DEFAULT@SECLEVEL=0 -{version} >/dev/null 2>&1 &)"
+)
+
+
+def old_tls_handshake(client: testinfra.host.Host, version: str, address: str) -> str:
+    """What the client's handshake said: the protocol it got, or the error."""
+    out = client.run(OLD_TLS_CLIENT.format(version=version, address=address))
+    text = str(out.stdout + out.stderr)
+    return next((line for line in text.splitlines() if "Protocol version" in line), text.strip())
+
+
+@pytest.mark.parametrize(("version", "name"), [("tls1", "TLSv1"), ("tls1_1", "TLSv1.1")])
+def test_old_tls_is_refused_by_the_server(outside: testinfra.host.Host, version: str, name: str) -> None:
+    """Seen to fail when the proxy's ssl_protocols listed TLSv1 TLSv1.1 (the probe then got
+    "Protocol version: TLSv1.1" from stack-a); with curl's --tls-max 1.1 it had passed."""
+    run_ok(outside, OLD_TLS_SERVER.format(version=version))
+    deadline = time.monotonic() + 10
+    answer = ""
+    while time.monotonic() < deadline and "Protocol version" not in answer:
+        answer = old_tls_handshake(outside, version, "127.0.0.1:4433")
+    assert answer == f"Protocol version: {name}", f"the probe cannot speak {name}: {answer}"
+    for port in (7681, 8080):
+        answer = old_tls_handshake(outside, version, f"stack-a:{port}")
+        assert "alert protocol version" in answer, f"stack-a:{port} with {name}: {answer}"
 
 
 @pytest.mark.parametrize(
@@ -167,8 +214,15 @@ def test_websocket_upgrade_refused(outside: testinfra.host.Host, case: dict[str,
     assert websocket(outside, case) == [expected]
 
 
-def test_websocket_with_login_and_own_origin_shows_the_tui(outside: testinfra.host.Host) -> None:
-    answer = websocket(outside, {"login": TUI_LOGIN, "origin": TUI})
+@pytest.mark.parametrize("origin", [TUI, LISTED_ORIGIN], ids=["own-origin", "listed-origin"])
+def test_websocket_with_login_and_an_accepted_origin_shows_the_tui(
+    outside: testinfra.host.Host, origin: str
+) -> None:
+    """The scenario lists one foreign origin in stack_allowed_origins: it works end to end.
+
+    Seen to fail for the listed origin before the proxy told ttyd the origin it accepted
+    (ttyd's -O, and the stand-in now as strict, refuses any Origin but its Host)."""
+    answer = websocket(outside, {"login": TUI_LOGIN, "origin": origin})
     assert answer[0] == "status-101"
     # A real terminal emulator turns the byte stream into the screen a person sees.
     screen = pyte.Screen(100, 30)
@@ -176,6 +230,22 @@ def test_websocket_with_login_and_own_origin_shows_the_tui(outside: testinfra.ho
     text = "\n".join(screen.display)
     assert "algo-trade live bot TUI sample-2" in text, text
     assert "q quit" in text, text
+
+
+def test_the_terminal_gets_the_login_name_never_the_password(
+    host: testinfra.host.Host, outside: testinfra.host.Host
+) -> None:
+    """The proxy removes Authorization and sets the trusted user header: the stand-in ttyd
+    logs the header names it received (test bed instrumentation) and the user header's value."""
+    since = run_ok(host, "date -u +%Y-%m-%dT%H:%M:%S.%NZ").strip()
+    assert status(outside, TUI + "/", "-K /root/tui.curlrc").startswith("200")
+    logs = run_ok(host, f"docker logs --since {since} {APP} 2>&1")
+    requests = [line for line in logs.splitlines() if line.startswith("request GET / ")]
+    assert requests, logs
+    user = TUI_LOGIN.split(":")[0]
+    assert f"user={user!r}" in requests[-1], requests[-1]
+    assert "'x-webauth-user'" in requests[-1]
+    assert "'authorization'" not in requests[-1], requests[-1]
 
 
 def test_an_address_outside_the_allowed_networks_is_refused_even_with_the_login(

@@ -7,6 +7,13 @@ with AuthToken; server frames '0' output, '1' title, '2' preferences), with the
 ttyd flags the collection uses: -p, -i (address or UNIX socket), -c (basic auth),
 -H (trusted auth header), -W, -O, -m, -t, -b. Serves xterm.js from libjs-xterm.
 Test bed only: the product's default is the real ttyd binary.
+
+As strict as ttyd 1.7 where leniency could hide a failure (its src/http.c and
+src/protocol.c): with -H, a request without that header (or with it empty) gets 407
+and a WebSocket is refused; with -c, HTTP needs the Basic credential and a WebSocket
+its AuthToken; with -O, a WebSocket without an Origin, or whose Origin's host[:port]
+(the port left out for 80 and 443) is not the Host header, is refused; -t options
+reach the client in the preferences frame.
 """
 
 from __future__ import annotations
@@ -76,19 +83,56 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def client_options(pairs: list[str]) -> dict[str, Any]:
+    """-t key=value, as ttyd reads them: a value that parses as JSON is that JSON."""
+    prefs: dict[str, Any] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            prefs[key] = json.loads(value)
+        except ValueError:
+            prefs[key] = value
+    return prefs
+
+
 class Settings:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.token = base64.b64encode(args.credential.encode()).decode() if args.credential else ""
+        self.prefs = client_options(args.client_option)
         self.clients = 0
 
 
-def authorized(handler: tornado.web.RequestHandler, settings: Settings) -> bool:
+def log_request(handler: tornado.web.RequestHandler, settings: Settings) -> None:
+    """Test bed instrumentation (not ttyd's): which headers reached the terminal, by name,
+    and the trusted header's value (a login name), so tests see what the proxy passes."""
+    names = sorted(name.lower() for name in handler.request.headers)
+    user = handler.request.headers.get(settings.args.auth_header, "") if settings.args.auth_header else ""
+    request = handler.request
+    print(f"request {request.method} {request.path} user={user!r} headers={names}", flush=True)
+
+
+def refusal(handler: tornado.web.RequestHandler, settings: Settings) -> tuple[int, str, str] | None:
+    """ttyd's check_auth: None when the request may pass, else (status, header, value)."""
     if settings.args.auth_header:
-        return bool(handler.request.headers.get(settings.args.auth_header))
-    if settings.token:
-        return handler.request.headers.get("Authorization", "") == f"Basic {settings.token}"
-    return True
+        if handler.request.headers.get(settings.args.auth_header, ""):
+            return None
+        return 407, "Proxy-Authenticate", 'Basic realm="ttyd"'
+    if settings.token and handler.request.headers.get("Authorization", "") != f"Basic {settings.token}":
+        return 401, "WWW-Authenticate", 'Basic realm="ttyd"'
+    return None
+
+
+def origin_matches_host(origin: str | None, host: str) -> bool:
+    """ttyd's check_host_origin: the Origin's host[:port] (no port for 80/443) == Host."""
+    if not origin:
+        return False
+    url = urlparse(origin)
+    if not url.hostname:
+        return False
+    port = url.port or {"http": 80, "https": 443}.get(url.scheme, 0)
+    expected = url.hostname if port in (80, 443) else f"{url.hostname}:{port}"
+    return expected.lower() == host.lower()
 
 
 class Page(tornado.web.RequestHandler):
@@ -96,10 +140,13 @@ class Page(tornado.web.RequestHandler):
         self.s = settings
 
     def prepare(self) -> None:
-        if not authorized(self, self.s):
-            self.set_status(401)
-            self.set_header("WWW-Authenticate", 'Basic realm="ttyd"')
-            self.finish("401 Unauthorized")
+        log_request(self, self.s)
+        refused = refusal(self, self.s)
+        if refused:
+            status, header, value = refused
+            self.set_status(status)
+            self.set_header(header, value)
+            self.finish()
 
     def get(self) -> None:
         base = self.s.args.base_path.rstrip("/")
@@ -121,14 +168,19 @@ class Terminal(tornado.websocket.WebSocketHandler):
         return "tty" if "tty" in subprotocols else None
 
     def check_origin(self, origin: str) -> bool:
-        if not self.s.args.check_origin:
-            return True
-        return urlparse(origin).netloc == self.request.headers.get("Host", "")
+        return True  # checked in get(), also when the Origin header is missing
 
     async def get(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 (tornado's signature)
-        if not authorized(self, self.s):
-            self.set_status(401)
-            self.finish("401 Unauthorized")
+        # ttyd refuses the upgrade in LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: no 101.
+        log_request(self, self.s)
+        origin = self.request.headers.get("Origin")
+        if self.s.args.check_origin and not origin_matches_host(origin, self.request.headers.get("Host", "")):
+            self.set_status(403)
+            self.finish("origin refused (--check-origin)")
+            return
+        if self.s.args.auth_header and not self.request.headers.get(self.s.args.auth_header, ""):
+            self.set_status(403)
+            self.finish("auth header missing")
             return
         if self.s.args.max_clients and self.s.clients >= self.s.args.max_clients:
             self.set_status(429)
@@ -159,7 +211,7 @@ class Terminal(tornado.websocket.WebSocketHandler):
         env = {**os.environ, "TERM": "xterm-256color"}
         self.pty = PtyProcessUnicode.spawn(self.s.args.command, dimensions=(rows, columns), env=env)
         self.write_message(b"1" + " ".join(self.s.args.command).encode(), binary=True)
-        self.write_message(b"2" + json.dumps({}).encode(), binary=True)
+        self.write_message(b"2" + json.dumps(self.s.prefs).encode(), binary=True)
         loop = tornado.ioloop.IOLoop.current()
         loop.add_handler(self.pty.fd, self.on_output, loop.READ | loop.ERROR)
 
