@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import testinfra.host
-from testlib import REPO, ansible_playbook, docker_json, expected_hosts, recap, run_ok, sideload_image
+from testlib import REPO, ansible_playbook, docker_json, expected_hosts, run_ok, sideload_image
 
 testinfra_hosts = expected_hosts(os.environ["MOLECULE_INVENTORY_FILE"], "all", ["docker-a", "docker-b"])
+
+
+def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait for a condition, checked every 0.2 s, up to a deadline; fail naming what did not happen."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.2)
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -79,13 +92,13 @@ def test_container_reaches_the_network() -> None:
     )
     try:
         address = server.interface("eth0").addresses[0]
-        page = ""
-        for _attempt in range(20):
-            result = client.run(f"docker run --rm local/busybox:test wget -qO- http://{address}:8000/")
-            if result.rc == 0:
-                page = result.stdout
-                break
-            time.sleep(0.5)
+        # The server listens once httpd inside the container has bound its port.
+        until(
+            lambda: server.run("docker exec web netstat -ltn | grep -q ':8000 '").rc == 0,
+            30,
+            "httpd in the container web on docker-b listening on 8000",
+        )
+        page = run_ok(client, f"docker run --rm local/busybox:test wget -qO- http://{address}:8000/")
         assert page.strip() == "hello-from-docker-b"
         # userland-proxy: false - the port is published by NAT rules, not a proxy process.
         assert not server.process.filter(comm="docker-proxy")
@@ -109,6 +122,56 @@ def test_container_survives_daemon_restart(host: testinfra.host.Host) -> None:
         host.run("docker rm -f survivor")
 
 
+ROLE_TASKS = REPO / "roles" / "docker" / "tasks"
+
+# What a run of the role could change on a host: packages, apt sources and pins, the
+# signing keyring, daemon.json, users and groups, and the running daemon.
+HOST_STATE = (
+    "dpkg-query -W -f '${Package} ${Version} ${db:Status-Status}\\n';"
+    " ls -la --time-style=full-iso /etc/apt/sources.list.d /etc/apt/preferences.d /etc/apt/keyrings 2>&1;"
+    " sha256sum /etc/docker/daemon.json /etc/passwd /etc/group;"
+    " systemctl show -p MainPID -p ExecMainStartTimestampMonotonic docker; true"
+)
+
+
+@pytest.fixture(scope="module")
+def docker_a() -> testinfra.host.Host:
+    """docker-a, where the tests that run the role again act."""
+    return testinfra.host.get_host(
+        f"ansible://docker-a?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}"
+    )
+
+
+def role_run(
+    *args: str, extra_vars: dict[str, Any]
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """The docker playbook on docker-a, its output as the ansible.posix.json callback's document."""
+    result = ansible_playbook(
+        REPO / "playbooks" / "docker.yml",
+        os.environ["MOLECULE_INVENTORY_FILE"],
+        "--limit",
+        "docker-a",
+        *args,
+        extra_vars=extra_vars,
+        env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
+    )
+    start = result.stdout.find("{\n")
+    assert start >= 0, result.stdout + result.stderr
+    document, _end = json.JSONDecoder().raw_decode(result.stdout, start)
+    assert isinstance(document, dict)
+    return result, document
+
+
+def tasks_run(document: dict[str, Any], host: str) -> list[dict[str, Any]]:
+    """The tasks that ran on a host (skipped ones left out): name, role file, result."""
+    return [
+        {"name": task["task"]["name"], "file": task["task"]["path"].rsplit(":", 1)[0], "result": result}
+        for play in document["plays"]
+        for task in play["tasks"]
+        if (result := task["hosts"].get(host)) is not None and not result.get("skipped")
+    ]
+
+
 @pytest.mark.parametrize(
     ("extra_vars", "expected"),
     [
@@ -129,18 +192,132 @@ def test_container_survives_daemon_restart(host: testinfra.host.Host) -> None:
     ],
 )
 def test_preflight_refuses_before_changing_anything(
-    extra_vars: dict[str, object], expected: list[str]
+    docker_a: testinfra.host.Host, extra_vars: dict[str, object], expected: list[str]
 ) -> None:
-    result = ansible_playbook(
-        REPO / "playbooks" / "docker.yml",
-        os.environ["MOLECULE_INVENTORY_FILE"],
-        "--limit",
-        "docker-a",
-        extra_vars=extra_vars,
-    )
-    out = result.stdout
-    assert result.returncode != 0, out
+    """The refusal comes from the preflight phase, and the host is exactly as it was.
+
+    Which tasks ran is read from the role's task files (the JSON callback's task paths),
+    not their names. Seen to fail (missing-docker-user) when the docker users check was
+    moved to the top of users.yml: the refusal came from users.yml, after the install,
+    configure and service phases had run.
+    """
+    before = run_ok(docker_a, HOST_STATE)
+    result, document = role_run(extra_vars=extra_vars)
+    assert result.returncode != 0, result.stdout
+    ran = tasks_run(document, "docker-a")
+    failed = [task for task in ran if task["result"].get("failed")]
+    assert len(failed) == 1, failed
     for text in expected:
-        assert text in out
-    assert recap(result, "docker-a")["changed"] == 0
-    assert "TASK [algotrade.deploy.docker : install |" not in out
+        assert text in failed[0]["result"]["msg"]
+    assert Path(failed[0]["file"]).resolve() == ROLE_TASKS / "preflight.yml", failed[0]
+    # Nothing of the role ran but its table of contents and its preflight phase.
+    role_files = {f for task in ran if (f := Path(task["file"]).resolve()).is_relative_to(ROLE_TASKS)}
+    assert role_files == {ROLE_TASKS / "main.yml", ROLE_TASKS / "preflight.yml"}, role_files
+    assert document["stats"]["docker-a"]["changed"] == 0
+    assert document["stats"]["docker-a"]["failures"] == 1
+    assert run_ok(docker_a, HOST_STATE) == before
+
+
+def daemon(host: testinfra.host.Host) -> dict[str, str]:
+    """The dockerd process (its PID and start time) and the daemon.json it reads."""
+    return {
+        "daemon.json": run_ok(host, "sha256sum /etc/docker/daemon.json").split()[0],
+        "pid": run_ok(host, "systemctl show -p MainPID --value docker").strip(),
+        "started": run_ok(host, "systemctl show -p ExecMainStartTimestampMonotonic --value docker").strip(),
+    }
+
+
+@pytest.fixture
+def sentinel(docker_a: testinfra.host.Host) -> Iterator[dict[str, Any]]:
+    """A running container on the host; yields its state (ID, Pid, StartedAt) before the test."""
+    sideload_image(docker_a)
+    docker_a.run("docker rm -f sentinel")
+    run_ok(docker_a, "docker run -d --name sentinel local/busybox:test sleep 3600")
+    state = docker_json(docker_a, "docker inspect -f '{{json .State}}' sentinel")
+    assert state["Running"] is True
+    yield state
+    docker_a.run("docker rm -f sentinel")
+
+
+def assert_still_running(host: testinfra.host.Host, sentinel: dict[str, Any]) -> None:
+    state = docker_json(host, "docker inspect -f '{{json .State}}' sentinel")
+    assert state["Running"] is True
+    assert (state["Pid"], state["StartedAt"]) == (sentinel["Pid"], sentinel["StartedAt"])
+
+
+@pytest.mark.parametrize(
+    ("options", "refusal"),
+    [
+        pytest.param(
+            {"no-such-option": True},
+            "the following directives don't match any configuration option: no-such-option",
+            id="unknown-key",
+        ),
+        pytest.param(
+            {"max-concurrent-downloads": -1},
+            "invalid max concurrent downloads: -1",
+            id="invalid-value",
+        ),
+        # Passes `dockerd --validate` on its own: the service starts dockerd with -H fd://.
+        pytest.param(
+            {"hosts": ["unix:///run/docker-extra.sock"]},
+            "the following directives are specified both as a flag and in the configuration file: hosts",
+            id="repeats-a-service-flag",
+        ),
+    ],
+)
+def test_daemon_json_that_dockerd_refuses_is_not_installed(
+    docker_a: testinfra.host.Host, sentinel: dict[str, Any], options: dict[str, Any], refusal: str
+) -> None:
+    """A daemon.json dockerd refuses fails the run before it is installed: the daemon
+    keeps its file, is not restarted, and its containers keep running.
+
+    Seen to fail (unknown-key) when the copy's validate was removed: the file was
+    installed and the restarted daemon did not start. Seen to fail (all three cases
+    were run) against the role's former `dockerd --validate` without the service's
+    flags: repeats-a-service-flag was installed and the restarted daemon did not start.
+    """
+    before = daemon(docker_a)
+    result, document = role_run(extra_vars={"docker_daemon_options": options})
+    assert result.returncode != 0, result.stdout
+    failed = [task for task in tasks_run(document, "docker-a") if task["result"].get("failed")]
+    assert len(failed) == 1, failed
+    assert Path(failed[0]["file"]).resolve() == ROLE_TASKS / "configure.yml", failed[0]
+    assert refusal in json.dumps(failed[0]["result"]), failed[0]["result"]
+    assert document["stats"]["docker-a"]["changed"] == 0
+    assert daemon(docker_a) == before
+    assert docker_a.service("docker").is_running
+    assert_still_running(docker_a, sentinel)
+
+
+def test_daemon_restarts_only_when_daemon_json_changes(
+    docker_a: testinfra.host.Host, sentinel: dict[str, Any]
+) -> None:
+    """A changed daemon.json restarts the daemon (live-restore keeps the containers);
+    an unchanged one leaves the daemon alone.
+
+    Seen to fail when the copy did not notify the handler (the daemon kept its PID
+    after the change) and when service.yml restarted the daemon on every run (the
+    unchanged run reported a change).
+    """
+    before = daemon(docker_a)
+    try:
+        result, document = role_run(extra_vars={"docker_daemon_options": {"debug": True}})
+        assert result.returncode == 0, result.stdout
+        changed = daemon(docker_a)
+        assert changed["daemon.json"] != before["daemon.json"]
+        assert changed["pid"] != before["pid"]
+        assert docker_json(docker_a, "docker info --format '{{json .}}'")["Debug"] is True
+        assert_still_running(docker_a, sentinel)
+    finally:
+        result, document = role_run(extra_vars={})
+        assert result.returncode == 0, result.stdout
+    restored = daemon(docker_a)
+    assert restored["daemon.json"] == before["daemon.json"]
+    assert docker_json(docker_a, "docker info --format '{{json .}}'")["Debug"] is False
+    # Unchanged: no restart.
+    result, document = role_run(extra_vars={})
+    assert result.returncode == 0, result.stdout
+    assert document["stats"]["docker-a"]["changed"] == 0
+    assert daemon(docker_a) == restored
+    assert_still_running(docker_a, sentinel)

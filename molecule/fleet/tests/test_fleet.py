@@ -12,8 +12,11 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import testinfra
@@ -27,6 +30,8 @@ SITE = REPO / "molecule" / "fleet" / "converge.yml"
 STACK = REPO / "playbooks" / "stack.yml"
 APP = "algo-trade-app-1"
 LOCK = "/opt/algo-trade/deploy.lock"
+ROLLOUT = "Roll out the trading stack"  # the play of stack.yml that deploys, in batches
+PLAN = "Plan the rollout on every host"  # the play before it, on every host of the run
 VARS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables("fleet-a")
 SECRETS = [VARS["stack_db_password"], VARS["stack_tui_password"]]
 
@@ -56,13 +61,20 @@ def api_version(host: testinfra.host.Host) -> str:
     return out.strip()
 
 
+def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait for a condition, checked every 0.5 s, up to a deadline; fail naming what did not happen."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.5)
+
+
 def wait_healthy(host: testinfra.host.Host, timeout: int = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if app(host)["health"] == "healthy":
-            return
-        time.sleep(2)
-    raise AssertionError(run_ok(host, "docker compose --project-directory /opt/algo-trade logs --tail 30"))
+    try:
+        until(lambda: app(host)["health"] == "healthy", timeout, "the app healthy")
+    except AssertionError as error:
+        logs = run_ok(host, "docker compose --project-directory /opt/algo-trade logs --tail 30")
+        raise AssertionError(logs) from error
 
 
 def keep(name: str, output: str) -> None:
@@ -94,6 +106,58 @@ def with_host_vars(tmp_path: Path, host_vars: dict[str, str]) -> Path:
     for name, text in host_vars.items():
         (inventory / "host_vars" / f"{name}.yml").write_text(text)
     return inventory / Path(INVENTORY).name
+
+
+def run_json(
+    playbook: Path, inventory: Path | str, *args: str, extra_vars: dict[str, Any] | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """A run whose output is the ansible.posix.json callback's document (returned decoded),
+    followed by the rollout summary, which the summary plugin still prints."""
+    result = ansible_playbook(
+        playbook,
+        inventory,
+        *args,
+        extra_vars=extra_vars,
+        env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
+    )
+    start = result.stdout.find("{\n")
+    assert start >= 0, result.stdout[-3000:] + result.stderr[-3000:]
+    document, _end = json.JSONDecoder().raw_decode(result.stdout, start)
+    assert isinstance(document, dict)
+    return result, document
+
+
+def batches(document: dict[str, Any], play: str) -> list[list[str]]:
+    """The hosts that ran a play, one list per batch (a play with no hosts: one empty list)."""
+    return [
+        sorted({host for task in entry["tasks"] for host in task["hosts"]})
+        for entry in document["plays"]
+        if entry["play"]["name"] == play
+    ]
+
+
+def plays_from(document: dict[str, Any], play: str) -> list[tuple[str, list[str]]]:
+    """The plays of a run from the named one on, each with the hosts that ran it.
+
+    Whole plays by name: a renamed play shows up here under its new name and fails the
+    comparison, where a search for text that must be absent would still pass.
+    """
+    names = [entry["play"]["name"] for entry in document["plays"]]
+    assert play in names, names
+    return [
+        (entry["play"]["name"], sorted({host for task in entry["tasks"] for host in task["hosts"]}))
+        for entry in document["plays"][names.index(play) :]
+    ]
+
+
+def failures(document: dict[str, Any], host: str) -> list[str]:
+    """The messages of the tasks that failed on a host (not those a rescue or ignore_errors took)."""
+    return [
+        str(result.get("msg", ""))
+        for entry in document["plays"]
+        for task in entry["tasks"]
+        if (result := task["hosts"].get(host)) and result.get("failed") and not result.get("ignore_errors")
+    ]
 
 
 def test_every_host_runs_the_image_built_once(hosts: dict[str, testinfra.host.Host]) -> None:
@@ -189,25 +253,50 @@ def test_fixed_release_reaches_every_host(hosts: dict[str, testinfra.host.Host],
 
 
 def test_second_run_is_refused_while_the_first_holds_the_lock(hosts: dict[str, testinfra.host.Host]) -> None:
+    """A run that holds fleet-a's lock (taken by the stack role's lock tasks, held until the
+    test lets go: no timing involved) refuses a second deploy there, which leaves the lock
+    to its holder and fleet-a as it was; the holder then releases it.
+
+    Seen to fail when lock.yml's refusal was switched off (`when: false` on the fail
+    task): the second run deployed its change to fleet-a while the lock was held.
+    """
     before = fleet(hosts)
-    # The first run: the canary alone, which holds its lock from its build to its release.
-    first = start_ansible_playbook(STACK, INVENTORY, "--limit", "fleet-a")
+    release = "/run/algo-trade-test-release-the-lock"
+    run_ok(hosts["fleet-a"], f"rm -f {release}")
+    holder_run = start_ansible_playbook(
+        REPO / "molecule" / "fleet" / "hold_lock.yml", INVENTORY, extra_vars={"release_file": release}
+    )
+
+    def lock_written() -> bool:
+        assert holder_run.poll() is None, holder_run.communicate()[0][-5000:]
+        held = hosts["fleet-a"].run(f"cat {LOCK}").stdout
+        return bool(held.strip().endswith("}"))
+
     try:
-        deadline = time.time() + 180
-        while not hosts["fleet-a"].file(LOCK).exists:
-            assert first.poll() is None, "the first run ended before it took the lock"
-            assert time.time() < deadline, "the first run never took the lock"
-            time.sleep(0.5)
-        holder = json.loads(hosts["fleet-a"].file(LOCK).content_string)
-        second = ansible_playbook(STACK, INVENTORY, "--limit", "fleet-a")
+        until(lock_written, 180, "the holding run wrote fleet-a's lock")
+        held = hosts["fleet-a"].file(LOCK).content_string
+        holder = json.loads(held)
+        second = ansible_playbook(
+            STACK, INVENTORY, "--limit", "fleet-a", extra_vars={"stack_log_max_size": "14m"}
+        )
+        # The refused run left the lock to its holder.
+        assert hosts["fleet-a"].file(LOCK).content_string == held
+        assert holder_run.poll() is None, "the holding run ended before the test let it go"
     finally:
-        first_out = first.communicate(timeout=900)[0]
+        run_ok(hosts["fleet-a"], f"touch {release}")
+        holder_out = holder_run.communicate(timeout=300)[0]
+        run_ok(hosts["fleet-a"], f"rm -f {release}")
     out = second.stdout + second.stderr
     keep("refused-by-lock", out)
     assert second.returncode != 0, out[-5000:]
-    assert f"fleet-a is locked by another deploy: {holder['by']} since {holder['since']}" in out
+    assert (
+        f"fleet-a is locked by another deploy: {holder['by']} since {holder['since']}, for "
+        f"{holder['version']} (run {holder['id']}; lock file {LOCK})" in " ".join(out.split())
+    )
     assert "stack_break_lock=true" in out
-    assert first.returncode == 0, first_out[-5000:]
+    assert recap(second, "fleet-a")["failed"] == 1
+    assert holder_run.returncode == 0, holder_out[-5000:]
+    # The change the refused run carried (a log setting) never reached fleet-a.
     assert fleet(hosts) == before
     no_locks_left(hosts)
 
@@ -231,38 +320,68 @@ def test_stale_lock_is_broken_on_request(hosts: dict[str, testinfra.host.Host]) 
     no_locks_left(hosts)
 
 
-def play_output(stdout: str, play: str) -> str:
-    """The output of one play (its tasks up to the next play or the recap)."""
-    text = stdout[stdout.index(f"PLAY [{play}]") :]
-    ends = [i for i in (text.find("PLAY [", 1), text.find("PLAY RECAP")) if i > 0]
-    return text[: min(ends)]
+def test_limit_without_the_build_host_is_refused(hosts: dict[str, testinfra.host.Host]) -> None:
+    """stack_build_mode=once with a --limit that leaves out stack_build_host: every host of
+    the limit refuses in its plan, before any batch, and nothing is built or deployed.
+
+    Seen to fail when tag.yml's check of the build host was switched off (`when: false`):
+    the hosts failed later, in the step that takes the release, with another message.
+    """
+    before = fleet(hosts)
+    result, document = run_json(
+        STACK,
+        INVENTORY,
+        "--limit",
+        "fleet-b,fleet-c",
+        extra_vars={"stack_build_host": "fleet-a", "stack_log_max_size": "13m"},
+    )
+    out = result.stdout + result.stderr
+    keep("limit-without-build-host", out)
+    assert result.returncode != 0, out[-5000:]
+    for name in ("fleet-b", "fleet-c"):
+        (refusal,) = failures(document, name)
+        assert (
+            "stack_build_mode=once: the build host fleet-a has not built the release in this run"
+            in " ".join(refusal.split())
+        ), refusal
+        assert document["stats"][name]["changed"] == 0, name
+    assert "fleet-a" not in document["stats"]
+    # The build play had no host (fleet-a is outside the limit); every host refused in the
+    # plan, so the run ended there: no rollout play at all.
+    assert batches(document, "Build the release once") == [[]]
+    assert plays_from(document, PLAN) == [(PLAN, ["fleet-b", "fleet-c"])]
+    assert fleet(hosts) == before
+    no_locks_left(hosts)
 
 
 def test_only_the_hosts_that_change_enter_the_batches(
     hosts: dict[str, testinfra.host.Host], tmp_path: Path
 ) -> None:
-    """The plan reads every host at once; the hosts already on the release never enter a batch."""
+    """The plan reads every host at once; the hosts already on the release never enter a batch.
+
+    Which hosts ran the rollout play is read from the JSON callback, play by play (a
+    renamed play fails the comparison). Seen to fail when the plan's set_fact put every
+    host in the rollout (`__stack_rollout_hosts: ansible_play_hosts`).
+    """
     before = fleet(hosts)
-    result = ansible_playbook(SITE, INVENTORY)
+    result, document = run_json(SITE, INVENTORY)
     out = result.stdout + result.stderr
     keep("no-op", out)
     assert result.returncode == 0, out[-5000:]
-    assert play_output(result.stdout, "Roll out the trading stack").count("skipping: no hosts matched") == 1
+    # Every host was planned; the rollout play ran on none of them.
+    assert plays_from(document, PLAN) == [(PLAN, HOSTS), (ROLLOUT, [])]
     for name in HOSTS:
-        assert recap(result, name)["changed"] == 0, name
+        assert document["stats"][name]["changed"] == 0, name
         assert " unchanged " in summary(out)[name]
         assert "ok, healthy" in summary(out)[name]
     assert fleet(hosts) == before
 
     # One host's settings change: only it is rolled out (its app container recreated).
-    result = ansible_playbook(SITE, with_host_vars(tmp_path, {"fleet-c": "stack_log_max_size: 12m\n"}))
+    result, document = run_json(SITE, with_host_vars(tmp_path, {"fleet-c": "stack_log_max_size: 12m\n"}))
     out = result.stdout + result.stderr
     keep("one-host-changes", out)
     assert result.returncode == 0, out[-5000:]
-    rollout = play_output(result.stdout, "Roll out the trading stack")
-    assert "[fleet-c]" in rollout
-    assert "[fleet-a]" not in rollout
-    assert "[fleet-b]" not in rollout
+    assert plays_from(document, PLAN) == [(PLAN, HOSTS), (ROLLOUT, ["fleet-c"])]
     after = fleet(hosts)
     assert after["fleet-a"] == before["fleet-a"]
     assert after["fleet-b"] == before["fleet-b"]
@@ -283,7 +402,7 @@ def test_host_failing_its_plan_stops_the_run_before_any_batch(
     run_ok(hosts["fleet-b"], f"echo '{json.dumps(held)}' > {LOCK}")
     before = fleet(hosts)
     try:
-        result = ansible_playbook(
+        result, document = run_json(
             STACK, INVENTORY, extra_vars={"stack_rollout_batches": [2, "100%"], "stack_log_max_size": "11m"}
         )
     finally:
@@ -291,9 +410,11 @@ def test_host_failing_its_plan_stops_the_run_before_any_batch(
     out = result.stdout + result.stderr
     keep("failed-plan", out)
     assert result.returncode != 0, out[-5000:]
-    assert "fleet-b is locked by another deploy: other@elsewhere" in out
-    assert recap(result, "fleet-b")["failed"] == 1
-    assert play_output(result.stdout, "Roll out the trading stack").count("skipping: no hosts matched") == 1
+    (refusal,) = failures(document, "fleet-b")
+    assert "fleet-b is locked by another deploy: other@elsewhere" in refusal
+    assert document["stats"]["fleet-b"]["failures"] == 1
+    # fleet-b failed its plan; the rollout play ran on no host.
+    assert plays_from(document, PLAN) == [(PLAN, HOSTS), (ROLLOUT, [])]
     lines = summary(out)
     assert "FAILED" in lines["fleet-b"]
     assert "not reached" in lines["fleet-a"]
@@ -308,22 +429,22 @@ def test_failed_host_stops_the_rollout_in_a_batch_of_several(
     """fleet-b fails its health gate beside fleet-a in the first batch: fleet-c is never reached.
 
     Ansible's max_fail_percentage alone lets the next batch start here (the failure
-    sits in a block with an always section); the rollout play stops itself.
+    sits in a block with an always section); the rollout play stops itself. Seen to
+    fail when that stop (the end_play task) was removed: a second batch ran fleet-c.
     """
     before = fleet(hosts)
     inventory = with_host_vars(tmp_path, {"fleet-b": "stack_health_path: /api/no-such-route\n"})
-    result = ansible_playbook(
+    result, document = run_json(
         STACK, inventory, extra_vars={"stack_rollout_batches": [2, "100%"], "stack_log_max_size": "11m"}
     )
     out = result.stdout + result.stderr
     keep("failed-in-batch", out)
     assert result.returncode != 0, out[-5000:]
-    assert "failed on fleet-b" in out
-    assert recap(result, "fleet-b")["failed"] == 1
-    assert recap(result, "fleet-a")["failed"] == 0
-    rollout = play_output(result.stdout, "Roll out the trading stack")
-    assert "TASK [Stop the rollout before the next batch when a host failed]" in rollout
-    assert "[fleet-c]" not in rollout
+    assert any("failed on fleet-b" in message for message in failures(document, "fleet-b"))
+    assert document["stats"]["fleet-b"]["failures"] == 1
+    assert document["stats"]["fleet-a"]["failures"] == 0
+    # One batch of two ran the rollout; no second batch started for fleet-c.
+    assert plays_from(document, PLAN) == [(PLAN, HOSTS), (ROLLOUT, ["fleet-a", "fleet-b"])]
     after = fleet(hosts)
     # fleet-a took the release; fleet-b is back on its containers' settings; fleet-c untouched.
     assert after["fleet-a"]["id"] != before["fleet-a"]["id"]
