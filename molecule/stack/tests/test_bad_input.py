@@ -7,9 +7,11 @@ One row per case, each run alone against the deployed stack host (a run beside a
 could hide or cause a change), with the role alone: the rollout playbooks add their own
 checks, tested in tests/ and fleet.
 
-Seen to fail (each case's own snapshot) when preflight's settings check was skipped
-(`when: false`): the first case's run went on, rendered the stack's files and restarted
-the app, and the case named itself in the failure.
+To see it fail: skip preflight's settings check (`when: false`) and run one case (say
+`-k api-port-out-of-range`); the run goes on, and the case's own snapshot diff names
+what it changed. (Not yet done against this version: the closing note of the stop that
+wrote it says so.) Seen to fail against the former scenario: two cases whose expected
+text was only a variable name now expect the role's whole message.
 """
 
 from __future__ import annotations
