@@ -9,9 +9,7 @@ checks, tested in tests/ and fleet.
 
 To see it fail: skip preflight's settings check (`when: false`) and run one case (say
 `-k api-port-out-of-range`); the run goes on, and the case's own snapshot diff names
-what it changed. (Not yet done against this version: the closing note of the stop that
-wrote it says so.) Seen to fail against the former scenario: two cases whose expected
-text was only a variable name now expect the role's whole message.
+what it changed.
 """
 
 from __future__ import annotations
