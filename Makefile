@@ -47,7 +47,7 @@ lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, changelog 
 	mypy tests tools plugins
 	for d in molecule/*/tests; do mypy "$$d"; done  # one conftest.py per directory
 	shellcheck tests/testbed/setup.sh tools/sanity.sh .ci/run tests/testbed/images/timescaledb/docker-entrypoint.sh \
-	  tools/vault-pass-client.sh molecule/backup/writer.sh
+	  tools/vault-pass-client.sh molecule/backup/writer.sh tools/scenarios.sh
 	antsibull-changelog lint
 
 sanity: ## ansible-test sanity on a copy of the collection
@@ -56,8 +56,11 @@ sanity: ## ansible-test sanity on a copy of the collection
 unit: ## pytest: unit tests and role tests on throwaway hosts
 	pytest tests
 
-molecule: ## Run every Molecule scenario (create to destroy)
-	@for s in $(SCENARIOS); do echo "==> molecule test -s $$s"; molecule test -s $$s || exit 1; done
+# The longest first: tools/scenarios.sh runs two at a time.
+LONGEST_FIRST := $(foreach s,fleet stack backup,$(filter $(s),$(SCENARIOS))) $(filter-out fleet stack backup,$(SCENARIOS))
+
+molecule: ## Run every Molecule scenario (create to destroy), two at a time
+	tools/scenarios.sh $(LONGEST_FIRST)
 
 scenario: ## One scenario: make scenario SCENARIO=default
 	molecule test -s $(SCENARIO)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs Molecule scenarios (create to destroy), two at a time: much of a scenario is
+# waiting (health gates, restarts, the network), so two share the 2-core test
+# machine well. Scenarios have their own hosts and networks (molecule-<scenario>).
+# Each one's output goes to .cache/molecule/<scenario>.log and is printed when it ends
+# (whole for a failure, its recap otherwise). Usage: scenarios.sh SCENARIO...
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+logs=$root/.cache/molecule
+jobs=${SCENARIO_JOBS:-2}
+mkdir -p "$logs"
+
+run_one() {
+  local scenario=$1 log=$logs/$1.log start rc=0
+  start=$(date +%s)
+  molecule test -s "$scenario" >"$log" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "==> molecule test -s $scenario FAILED (exit $rc) after $(($(date +%s) - start)) s; its output:"
+    cat "$log"
+  else
+    echo "==> molecule test -s $scenario passed in $(($(date +%s) - start)) s"
+    grep -E 'passed|failed|SCENARIO RECAP' "$log" | tail -n 5
+  fi
+  return "$rc"
+}
+export -f run_one
+export logs
+
+# The longest first, so the short ones fill in beside them.
+# shellcheck disable=SC2016  # $1 is run_one's argument, expanded by the inner bash
+printf '%s\n' "$@" | xargs -P "$jobs" -I{} bash -c 'run_one "$1"' _ {}
