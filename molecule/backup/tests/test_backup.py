@@ -91,7 +91,7 @@ def assert_no_secret(text: str, where: str) -> None:
 def docker_time(value: str) -> float:
     """A Docker timestamp (RFC 3339 with nanoseconds) as seconds since the epoch."""
     stamp = value.strip().replace("Z", "+00:00")
-    head, _, zone = stamp.partition("+")
+    head, _plus, zone = stamp.partition("+")
     if "." in head:
         whole, fraction = head.split(".")
         head = f"{whole}.{fraction[:6]}"

@@ -242,7 +242,7 @@ def test_the_terminal_gets_the_login_name_never_the_password(
     logs = run_ok(host, f"docker logs --since {since} {APP} 2>&1")
     requests = [line for line in logs.splitlines() if line.startswith("request GET / ")]
     assert requests, logs
-    user = TUI_LOGIN.split(":")[0]
+    user = TUI_LOGIN.split(":", maxsplit=1)[0]
     assert f"user={user!r}" in requests[-1], requests[-1]
     assert "'x-webauth-user'" in requests[-1]
     assert "'authorization'" not in requests[-1], requests[-1]

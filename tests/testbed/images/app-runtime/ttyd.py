@@ -87,7 +87,7 @@ def client_options(pairs: list[str]) -> dict[str, Any]:
     """-t key=value, as ttyd reads them: a value that parses as JSON is that JSON."""
     prefs: dict[str, Any] = {}
     for pair in pairs:
-        key, _, value = pair.partition("=")
+        key, _equals, value = pair.partition("=")
         try:
             prefs[key] = json.loads(value)
         except ValueError:
