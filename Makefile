@@ -56,10 +56,10 @@ sanity: ## ansible-test sanity on a copy of the collection
 unit: ## pytest: unit tests and role tests on throwaway hosts
 	pytest tests
 
-# The longest first: tools/scenarios.sh runs two at a time.
+# The longest first: tools/scenarios.sh runs three at a time.
 LONGEST_FIRST := $(foreach s,fleet stack backup,$(filter $(s),$(SCENARIOS))) $(filter-out fleet stack backup,$(SCENARIOS))
 
-molecule: ## Run every Molecule scenario (create to destroy), two at a time
+molecule: ## Run every Molecule scenario (create to destroy), three at a time
 	tools/scenarios.sh $(LONGEST_FIRST)
 
 scenario: ## One scenario: make scenario SCENARIO=default

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Runs Molecule scenarios (create to destroy), two at a time: much of a scenario is
-# waiting (health gates, restarts, the network), so two share the 2-core test
+# Runs Molecule scenarios (create to destroy), three at a time: much of a scenario is
+# waiting (health gates, restarts, the network), so three share the 2-core test
 # machine well. Scenarios have their own hosts and networks (molecule-<scenario>).
 # Each one's output goes to .cache/molecule/<scenario>.log and is printed when it ends
 # (whole for a failure, its recap otherwise). Usage: scenarios.sh SCENARIO...
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 logs=$root/.cache/molecule
-jobs=${SCENARIO_JOBS:-2}
+jobs=${SCENARIO_JOBS:-3}
 mkdir -p "$logs"
 
 run_one() {
