@@ -7,7 +7,8 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,14 @@ def leaked_secrets(text: str, secrets: list[str]) -> list[str]:
         for form, value in secret_forms(secret).items()
         if value and value in text
     ]
+
+
+def until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
+    """Wait for a condition up to a deadline; fail naming what did not happen."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(interval)
 
 
 def instance_name(host: testinfra.host.Host) -> str:

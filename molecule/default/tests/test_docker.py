@@ -5,24 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import testinfra.host
-from testlib import REPO, ansible_playbook, docker_json, expected_hosts, run_ok, sideload_image
+from testlib import REPO, ansible_playbook, docker_json, expected_hosts, run_ok, sideload_image, until
 
 testinfra_hosts = expected_hosts(os.environ["MOLECULE_INVENTORY_FILE"], "all", ["docker-a", "docker-b"])
-
-
-def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait for a condition, checked every 0.2 s, up to a deadline; fail naming what did not happen."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.2)
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -13,8 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,7 @@ import pytest
 import testinfra
 import testinfra.host
 import testinfra.utils.ansible_runner
-from testlib import REPO, ansible_playbook, expected_hosts, recap, run_ok, start_ansible_playbook
+from testlib import REPO, ansible_playbook, expected_hosts, recap, run_ok, start_ansible_playbook, until
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 HOSTS = expected_hosts(INVENTORY, "all", ["fleet-a", "fleet-b", "fleet-c"])  # fleet-a: canary, builds
@@ -59,14 +57,6 @@ def api_version(host: testinfra.host.Host) -> str:
         "curl -s -o /dev/null -w '%{http_code} %header{x-algo-trade-version}' http://127.0.0.1:8080/api/bots",
     )
     return out.strip()
-
-
-def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait for a condition, checked every 0.5 s, up to a deadline; fail naming what did not happen."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.5)
 
 
 def wait_healthy(host: testinfra.host.Host, timeout: int = 120) -> None:
