@@ -31,6 +31,19 @@ SECRETS = [
 ]
 
 
+def current_release(host: testinfra.host.Host) -> dict[str, object]:
+    """The running release's release.json (the role's current -> releases/<id>)."""
+    return dict(json.loads(host.file(f"{PROJECT}/current/release.json").content_string))
+
+
+def release_file(host: testinfra.host.Host, service: str, name: str) -> str:
+    """Where the running release keeps one of a service's files (inputs/<service>-<digest>/)."""
+    inputs = current_release(host)["inputs"]
+    assert isinstance(inputs, list)
+    (directory,) = [d for d in inputs if str(d).startswith(f"{service}-")]
+    return f"{PROJECT}/inputs/{directory}/{name}"
+
+
 def assert_no_secret(text: str) -> None:
     """None of the scenario's secrets, in any encoded form, is in the text."""
     leaks = leaked_secrets(text, SECRETS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import json
 import re
 import shutil
 import subprocess
@@ -34,7 +35,9 @@ from stackenv import (
     VARS,
     api,
     assert_no_secret,
+    current_release,
     primary_address,
+    release_file,
     wait_healthy,
 )
 from testlib import REPO, ansible_playbook, docker_json, leaked_secrets, recap, run_ok
@@ -111,20 +114,33 @@ def test_proxy_reaches_the_app_but_not_the_database(host: testinfra.host.Host) -
 
 
 @pytest.mark.parametrize(
-    ("path", "owner"),
+    ("service", "name", "owner"),
     [
-        ("secrets/db_password", 70),
-        ("secrets/app_config", 10001),
-        ("secrets/hyperliquid_private_key", 10001),
-        ("secrets/tui_htpasswd", 101),
-        ("secrets/api_htpasswd", 101),
-        ("tls/private_key.pem", 0),
+        ("", "secrets/db_password", 70),
+        ("app", "app_config", 10001),
+        ("app", "hyperliquid_private_key", 10001),
+        ("proxy", "tui_htpasswd", 101),
+        ("proxy", "api_htpasswd", 101),
+        ("", "tls/private_key.pem", 0),
     ],
 )
-def test_secret_files_0400_owned_by_their_reader(host: testinfra.host.Host, path: str, owner: int) -> None:
-    secret = host.file(f"{PROJECT}/{path}")
+def test_secret_files_0400_owned_by_their_reader(
+    host: testinfra.host.Host, service: str, name: str, owner: int
+) -> None:
+    secret = host.file(release_file(host, service, name) if service else f"{PROJECT}/{name}")
     assert secret.mode == 0o400
     assert secret.uid == owner
+    assert secret.gid == owner
+
+
+def test_release_files_are_root_only(host: testinfra.host.Host) -> None:
+    """The release's directories and its description are root's: other users on the host
+    see neither the services' files nor which release runs."""
+    for path in ("releases", "inputs", "secrets", f"releases/{current_release(host)['id']}"):
+        directory = host.file(f"{PROJECT}/{path}")
+        assert (directory.uid, directory.mode) == (0, 0o750), path
+    description = host.file(f"{PROJECT}/current/release.json")
+    assert (description.uid, description.mode) == (0, 0o600)
 
 
 @pytest.mark.parametrize(
@@ -135,8 +151,9 @@ def test_secret_files_0400_owned_by_their_reader(host: testinfra.host.Host, path
         f"docker logs {APP} 2>&1; docker logs {DB} 2>&1; docker logs {PROXY} 2>&1",
         "ps auxww",
         "docker history --no-trunc $(docker inspect -f '{{.Image}}' " + APP + ")",
-        f"cat {PROJECT}/compose.yaml {PROJECT}/build/Dockerfile {PROJECT}/build/entrypoint.sh"
-        f" {PROJECT}/proxy/nginx.conf {PROJECT}/secrets/tui_htpasswd {PROJECT}/secrets/api_htpasswd",
+        f"cat {PROJECT}/compose.yaml {PROJECT}/current/release.json {PROJECT}/build/Dockerfile"
+        f" {PROJECT}/build/entrypoint.sh {PROJECT}/inputs/proxy-*/nginx.conf"
+        f" {PROJECT}/inputs/proxy-*/*_htpasswd",
     ],
 )
 def test_secrets_absent(host: testinfra.host.Host, where: str) -> None:
@@ -278,7 +295,7 @@ def test_failed_release_keeps_the_previous_one_running(host: testinfra.host.Host
     assert len(counts) >= 5, f"expected the new release to start and die, then the old one: {counts}"
     out = result.stdout + result.stderr
     assert result.returncode != 0
-    assert f"Put back: {running}, running and healthy." in out
+    assert f"({running}), running and healthy." in out
     assert "sample fault: refusing to start" in out
     assert_no_secret(out)
     wait_healthy(host, timeout=30)
@@ -314,8 +331,8 @@ def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.H
         " && git -c user.name=t -c user.email=t@example.invalid commit -qm sample"
         f" && git clone -q --bare . {repo}",
     )
-    # A secret file the role once wrote but is no longer configured (the scenario sets no
-    # API wallet key): the deploy removes it.
+    # A secret file of the collection's first layout, which kept them in secrets/: it
+    # goes once no kept release is of that layout (none here).
     stale = f"{PROJECT}/secrets/hyperliquid_api_wallet_key"
     run_ok(host, f"echo stale-key > {stale} && chmod 0400 {stale}")
     result = ansible_playbook(
@@ -419,34 +436,33 @@ def test_changed_settings_reach_the_containers_that_read_them_and_come_back(
     assert secret_digest(host, APP, "app_config") == config
 
 
-def app_builds(host: testinfra.host.Host) -> dict[str, int]:
-    """The application's image references and when the engine says each was created (whole
-    seconds, as the role's image list has them)."""
-    listing = run_ok(host, "docker images algo-trade/app --format '{{.Repository}}:{{.Tag}}'").split()
-    created = run_ok(host, "docker image inspect -f '{{.Created}}' " + " ".join(listing)).split()
-    return {
-        ref: int(datetime.datetime.fromisoformat(when[:19]).replace(tzinfo=datetime.UTC).timestamp())
-        for ref, when in zip(listing, created, strict=True)
-    }
+def releases(host: testinfra.host.Host) -> dict[str, dict[str, object]]:
+    """Every release on the host by id, from its release.json."""
+    ids = run_ok(host, f"ls {PROJECT}/releases").split()
+    return {i: json.loads(host.file(f"{PROJECT}/releases/{i}/release.json").content_string) for i in ids}
 
 
 @pytest.mark.disruptive
-def test_builds_beyond_stack_image_keep_are_pruned(host: testinfra.host.Host) -> None:
-    """After the builds above (sample-1, sample-2, the broken one, the git one), a deploy
-    with stack_image_keep: 2 keeps two builds besides the running one, none of them older
-    than a build it removed (a build from BuildKit's cache keeps its first creation time)."""
-    before = app_builds(host)
+def test_releases_beyond_stack_release_keep_are_pruned_with_their_files_and_images(
+    host: testinfra.host.Host,
+) -> None:
+    """After the releases above (sample-1, sample-2, the settings change, the git source),
+    a deploy with stack_release_keep: 2 keeps exactly two: the running one and the newest
+    other. The services' files and the images that only removed releases used go too."""
+    before = releases(host)
     assert len(before) >= 3, before
-    running = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
     result = ansible_playbook(
-        REPO / "molecule" / "stack" / "converge.yml", INVENTORY, extra_vars={"stack_image_keep": 2}
+        REPO / "molecule" / "stack" / "converge.yml", INVENTORY, extra_vars={"stack_release_keep": 2}
     )
     assert result.returncode == 0, result.stdout[-3000:]
-    after = app_builds(host)
-    kept = set(after) - {running}
-    removed = set(before) - set(after)
-    assert running in after
-    # The two newest, and the running build when it is not one of them.
-    assert min(len(before), 2) <= len(after) <= 3, (before, after)
-    assert len(kept) <= 2, (before, after)
-    assert all(before[k] >= before[r] for k in kept for r in removed), (before, after)
+    after = releases(host)
+    running = current_release(host)
+    assert len(after) == 2, sorted(after)
+    assert running["id"] in after
+    others = [r for r in before.values() if r["id"] != running["id"]]
+    newest_other = max(others, key=lambda r: str(r["created"]))
+    assert newest_other["id"] in after
+    inputs = set(run_ok(host, f"ls {PROJECT}/inputs").split())
+    assert inputs == {d for r in after.values() for d in r["inputs"]}  # type: ignore[attr-defined]
+    images = set(run_ok(host, "docker images algo-trade/app --format '{{.Repository}}:{{.Tag}}'").split())
+    assert images == {str(r["image"]) for r in after.values()}
