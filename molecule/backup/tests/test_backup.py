@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -295,7 +296,7 @@ def test_rollback_again_changes_nothing(host: testinfra.host.Host) -> None:
     running = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
     rc, out, result = playbook("rollback")
     assert rc == 0, out[-3000:]
-    assert f"runs {running} already, nothing changed" in out
+    assert re.search(r"runs release [0-9a-f]{16} already, nothing changed", out), out[-3000:]
     assert recap(result, HOST)["changed"] == 0
     assert run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip() == running
 
@@ -460,7 +461,7 @@ def test_restore_refuses_a_damaged_backup(host: testinfra.host.Host) -> None:
 def test_rollback_refuses_an_unknown_build(host: testinfra.host.Host) -> None:
     rc, out, _run = playbook("rollback", ops_rollback_to="0000000000000000")
     assert rc != 0
-    assert "ops_rollback_to=0000000000000000 is not a build on backup-a" in out
+    assert "ops_rollback_to=0000000000000000 is not a release (id or image) on backup-a" in out
 
 
 def test_restore_keeps_the_app_stopped_on_a_row_count_mismatch(host: testinfra.host.Host) -> None:
@@ -509,39 +510,45 @@ def second_host(tmp_path: Path) -> Path:
     return path
 
 
-def test_rollback_to_a_build_failing_its_gate_puts_the_running_one_back(
+def test_rollback_to_a_release_failing_its_gate_puts_the_running_one_back(
     host: testinfra.host.Host, tmp_path: Path
 ) -> None:
-    """The README's promise: the first failed host stops the run (one host at a time by
-    default) and gets its previous image back, running and healthy.
+    """The first failed host stops the run (one host at a time by default) and gets its
+    running release back whole, running and healthy.
 
-    Seen to fail when roles/ops rollback.yml passed no previous image to the release
-    step (`__stack_previous_image: ""`): the broken build stayed, unhealthy; and when
-    playbooks/rollback.yml ran both hosts in one batch (`serial: 2`): backup-b's
+    The failing release is made here: the running one's files with an image of the same
+    app that never answers. Seen to fail when roles/ops rollback.yml passed no running
+    release to the switch (`__stack_fallback: {}`): the broken release stayed, unhealthy;
+    and when playbooks/rollback.yml ran both hosts in one batch (`serial: 2`): backup-b's
     refusal stopped the run before backup-a's rollback.
     """
     v1 = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
-    # A build of the same app that never answers: its health check fails.
+    current = json.loads(host.file(f"{PROJECT}/current/release.json").content_string)
+    bad = f"{PROJECT}/releases/{BAD_BUILD}"
     dockerfile = [f"FROM {v1}", 'ENTRYPOINT ["/usr/bin/tini", "--", "sleep", "infinity"]']
     run_ok(
         host,
         f"printf '%s\\n' {' '.join(shlex.quote(line) for line in dockerfile)}"
-        f" | docker build -q -t algo-trade/app:{BAD_BUILD} -",
+        f" | docker build -q -t algo-trade/app:{BAD_BUILD} -"
+        f" && cp -a {PROJECT}/current/ {bad}"
+        f" && sed -i 's|image: {v1}|image: algo-trade/app:{BAD_BUILD}|' {bad}/compose.yaml"
+        f" && sed -i 's|{current['id']}|{BAD_BUILD}|; s|{v1}|algo-trade/app:{BAD_BUILD}|' {bad}/release.json",
     )
     try:
         rc, out, _run = playbook(
             "rollback", second_host(tmp_path), ops_rollback_to=BAD_BUILD, stack_health_timeout=45
         )
         assert rc != 0, out[-3000:]
-        assert f"The release algo-trade/app:{BAD_BUILD} failed on backup-a" in out
-        assert f"Put back: {v1}, running and healthy." in out
+        assert f"The release {BAD_BUILD} (algo-trade/app:{BAD_BUILD}) failed on backup-a" in out
+        assert f"Put back: release {current['id']} ({v1}), running and healthy." in out
         assert "[backup-b]" not in out, "the run went on to the next host"
         assert run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip() == v1
+        assert json.loads(host.file(f"{PROJECT}/current/release.json").content_string)["id"] == current["id"]
         wait_healthy(host, timeout=60)
         assert api_version(host) == "sample-1"
         assert not host.file(f"{PROJECT}/deploy.lock").exists
     finally:
-        host.run(f"docker image rm algo-trade/app:{BAD_BUILD}")
+        host.run(f"docker image rm algo-trade/app:{BAD_BUILD}; rm -rf {bad}")
 
 
 def test_rollback_serial_sets_the_batch(host: testinfra.host.Host, tmp_path: Path) -> None:

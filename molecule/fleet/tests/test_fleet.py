@@ -201,12 +201,12 @@ def test_failed_canary_stops_the_rollout(
     after = fleet(hosts)
     # The canary ran the new release, failed the gate and is back on the old image, healthy.
     assert "failed on fleet-a" in out
-    assert f"Put back: {before['fleet-a']['ref']}, running and healthy." in out
+    assert f"({before['fleet-a']['ref']}), running and healthy." in out
     assert after["fleet-a"]["ref"] == before["fleet-a"]["ref"]
     wait_healthy(hosts["fleet-a"])
     assert api_version(hosts["fleet-a"]) == "200 sample-1"
     # The hosts of later batches are untouched: same containers, no new image shipped.
-    new_tag = re.search(r"The release (algo-trade/app:[0-9a-f]{16}) failed", out)
+    new_tag = re.search(r"The release [0-9a-f]{16} \((algo-trade/app:[0-9a-f]{16})\) failed", out)
     assert new_tag, out[-5000:]
     for name in ("fleet-b", "fleet-c"):
         assert after[name] == before[name], name
