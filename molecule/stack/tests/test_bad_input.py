@@ -93,7 +93,12 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("config-template-missing", {"stack_config_template": "/nonexistent/Config.toml.j2"}, "is not a file on"),
     ("health-path-relative", {"stack_health_path": "api/bots"}, "stack_health_path: must be an API path"),
-    ("image-keep-one", {"stack_image_keep": 1}, "stack_image_keep: must be at least 2"),
+    ("release-keep-one", {"stack_release_keep": 1}, "stack_release_keep: must be at least 2"),
+    (
+        "image-keep-renamed",
+        {"stack_image_keep": 3},
+        "stack_image_keep: is now stack_release_keep: a release keeps its image",
+    ),
     ("memory-limit-malformed", {"stack_app_memory_limit": "lots"}, "stack_app_memory_limit: must be a size"),
     (
         "ws-url-insecure",
@@ -103,7 +108,12 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "project-dir-relative",
         {"stack_project_dir": "opt/algo-trade"},
-        "stack_project_dir: must be an absolute",
+        "stack_project_dir: must be an absolute path of letters, digits",
+    ),
+    (
+        "project-dir-with-a-colon",
+        {"stack_project_dir": "/opt/algo:trade"},
+        "(it goes into Compose's volume syntax, where a colon or space would split it)",
     ),
     ("login-name-with-colon", {"stack_tui_user": "tra:der"}, "stack_tui_user: must be a login name"),
     (

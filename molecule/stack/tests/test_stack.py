@@ -27,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from stackenv import (
     APP,
     COMPOSE,
+    CONTAINERS,
     DB,
     INVENTORY,
     PROJECT,
@@ -300,6 +301,137 @@ def test_failed_release_keeps_the_previous_one_running(host: testinfra.host.Host
     assert_no_secret(out)
     wait_healthy(host, timeout=30)
     assert run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip() == running
+    assert api(host, "GET", "/api/bots").startswith("200 sample-2")
+
+
+def image_of(host: testinfra.host.Host, container: str) -> str:
+    return run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {container}").strip()
+
+
+def app_inputs(host: testinfra.host.Host) -> str:
+    """The digest of the app's files its container was made with (a label)."""
+    label = '{{index .Config.Labels "org.algotrade.inputs"}}'
+    return run_ok(host, f"docker inspect -f '{label}' {APP}").strip()
+
+
+def release_state(host: testinfra.host.Host) -> dict[str, object]:
+    """What says which release runs: the current release, the containers' IDs and images,
+    the app's inputs label and the releases on the host."""
+    return {
+        "release": current_release(host),
+        "ids": ids(host),
+        "images": {c: image_of(host, c) for c in CONTAINERS},
+        "app_inputs": app_inputs(host),
+        "releases": sorted(releases(host)),
+    }
+
+
+def assert_put_back(host: testinfra.host.Host, before: dict[str, object], out: str) -> None:
+    """The run failed and the host runs the release of before, whole and healthy."""
+    release = before["release"]
+    assert isinstance(release, dict)
+    assert f"Put back: release {release['id']} ({release['image']}), running and healthy." in out, out[-4000:]
+    wait_healthy(host, timeout=60)
+    after = release_state(host)
+    assert after["release"] == release
+    assert after["images"] == before["images"]
+    assert after["app_inputs"] == before["app_inputs"]
+    assert after["releases"] == before["releases"], "the failed release is not kept"
+    assert api(host, "GET", "/api/bots").startswith("200 ")
+
+
+@pytest.mark.disruptive
+def test_settings_the_app_rejects_put_the_previous_release_back_whole(
+    host: testinfra.host.Host, tmp_path: Path
+) -> None:
+    """A settings-only change that makes the daemon exit at start (a config template
+    without [database] url): the run fails and the previous release runs again with its
+    own files, not the new ones; the database, which the change does not touch, is the
+    same container throughout.
+
+    Seen to fail with the put-back of before this layout (the previous image, the new
+    files): the app kept exiting and the host stayed unhealthy."""
+    before = release_state(host)
+    template = tmp_path / "Config.toml.j2"
+    template.write_text('[server]\nhost = "0.0.0.0"\nport = 8080\n')
+    result = ansible_playbook(
+        REPO / "molecule" / "stack" / "converge.yml",
+        INVENTORY,
+        extra_vars={"stack_config_template": str(template), "stack_health_timeout": 30},
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert "[database] url is missing" in out
+    assert_no_secret(out)
+    assert_put_back(host, before, out)
+    assert ids(host)[DB] == before["ids"][DB]  # type: ignore[index]
+
+
+@pytest.mark.disruptive
+def test_database_image_that_fails_puts_the_previous_release_back_with_the_data(
+    host: testinfra.host.Host,
+) -> None:
+    """A database image that does not start (the app's image under another name): the
+    previous release's database image runs again on the same volume, the bots kept."""
+    before = release_state(host)
+    name = f"db-image-probe-{int(time.time())}"
+    api(host, "POST", "/api/bots", {"name": name, "symbol": "ETH"})
+    broken = "local/not-a-database:probe"
+    run_ok(host, f"docker tag {before['images'][APP]} {broken}")  # type: ignore[index]
+    try:
+        result = ansible_playbook(
+            REPO / "molecule" / "stack" / "converge.yml",
+            INVENTORY,
+            extra_vars={"stack_db_image": broken, "stack_health_timeout": 30},
+        )
+        out = result.stdout + result.stderr
+        assert result.returncode != 0, out[-3000:]
+        assert "algo-trade-db-1 is unhealthy" in out or "algo-trade-db-1 exited" in out, out[-4000:]
+        assert_put_back(host, before, out)
+    finally:
+        host.run(f"docker image rm {broken}")
+    assert name in api(host, "GET", "/api/bots")
+
+
+def ops_playbook(name: str, **extra_vars: object) -> tuple[int, str]:
+    """One of the collection's operations playbooks on the scenario's inventory."""
+    result = ansible_playbook(REPO / "playbooks" / f"{name}.yml", INVENTORY, extra_vars=extra_vars)
+    out = result.stdout + result.stderr
+    assert_no_secret(out)
+    return result.returncode, " ".join(out.split())
+
+
+@pytest.mark.disruptive
+def test_rollback_runs_a_named_older_release_whole_and_status_lists_the_releases(
+    host: testinfra.host.Host,
+) -> None:
+    """rollback with ops_rollback_to=<release id> runs that release as it was made (its
+    image and files); status lists every kept release and says which runs. Rolling
+    forward by id brings the scenario's release back."""
+    running = current_release(host)
+    older = max(
+        (r for r in releases(host).values() if r["id"] != running["id"]), key=lambda r: str(r["created"])
+    )
+    db = ids(host)[DB]
+    rc, out = ops_playbook("status")
+    assert rc == 0, out[-3000:]
+    for release in releases(host).values():
+        assert f"{release['id']} {release['image']} {release['created']}" in out
+    assert f"running_release: {running['id']}" in out
+    try:
+        rc, out = ops_playbook("rollback", ops_rollback_to=older["id"])
+        assert rc == 0, out[-3000:]
+        assert f"rolled back from release {running['id']} ({running['image']}) to {older['id']}" in out
+        assert current_release(host)["id"] == older["id"]
+        assert image_of(host, APP) == older["image"]
+        assert f"app-{app_inputs(host)}" in older["inputs"]  # type: ignore[operator]
+        wait_healthy(host, timeout=60)
+    finally:
+        rc, out = ops_playbook("rollback", ops_rollback_to=running["id"])
+        assert rc == 0, out[-3000:]
+    assert current_release(host)["id"] == running["id"]
+    assert ids(host)[DB] == db, "a rollback that does not change the database keeps its container"
+    wait_healthy(host, timeout=60)
     assert api(host, "GET", "/api/bots").startswith("200 sample-2")
 
 
