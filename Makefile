@@ -65,8 +65,11 @@ molecule: ## Run every Molecule scenario (create to destroy), three at a time
 scenario: ## One scenario: make scenario SCENARIO=default
 	molecule test -s $(SCENARIO)
 
-converge: ## Converge one scenario and keep its instances: make converge SCENARIO=default
+# The scenario's side effect too (stack: the next release; backup: the loss and restore):
+# verify checks the state after it, as in `molecule test`.
+converge: ## Converge one scenario, run its side effect and keep its instances: make converge SCENARIO=stack
 	molecule converge -s $(SCENARIO)
+	if [ -f molecule/$(SCENARIO)/side_effect.yml ]; then molecule side-effect -s $(SCENARIO); fi
 
 verify: ## Verify kept instances of one scenario
 	molecule verify -s $(SCENARIO)
