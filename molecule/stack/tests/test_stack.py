@@ -632,7 +632,10 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
     bot = f"first-layout-{int(time.time())}"
     run_ok(host, f"{COMPOSE} down")
     run_ok(host, f"find {PROJECT} -mindepth 1 -maxdepth 1 ! -name build ! -name tls -exec rm -rf {{}} +")
-    old_collection = {"ANSIBLE_CONFIG": str(old / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(old / ".collections")}
+    old_collection = {
+        "ANSIBLE_CONFIG": str(old / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(old / ".collections"),
+    }
     first = ansible_playbook(old / "molecule" / "stack" / "converge.yml", INVENTORY, env=old_collection)
     assert first.returncode == 0, first.stdout[-3000:]
     assert not host.file(f"{PROJECT}/compose.yaml").is_symlink
