@@ -142,6 +142,9 @@ def test_proxy_config_is_accepted_by_nginx(
 def compose(tmp_path: Path, **overrides: object) -> dict[str, Any]:
     settings: dict[str, object] = {
         "__stack_app_image": "algo-trade/app:0123456789abcdef",
+        # What render.yml and host_state.yml fix before the role renders the compose file.
+        "__stack_input_digests": {"app": "0" * 16, "proxy": "1" * 16},
+        "__stack_schema": "CREATE TABLE t ();",
         "stack_db_password": "x" * 24,
         "stack_tui_password": "y" * 24,
         "stack_api_password": "z" * 24,
@@ -175,3 +178,21 @@ def test_compose_publishes_only_through_the_proxy(
     assert services["app"].get("ports") == app_ports
     assert any("tui-socket" in v for v in services["app"]["volumes"]) is tui
     assert "ports" not in services["db"]
+
+
+def test_compose_names_each_services_files_by_their_digest(tmp_path: Path) -> None:
+    """A release's compose file reads the app's and the proxy's files from directories
+    named after their content (a service whose files did not change keeps its container),
+    and the database's password from its one place, shared by every release."""
+    rendered = compose(tmp_path, stack_hyperliquid_private_key="0x" + "a" * 64)
+    files = {name: entry["file"] for name, entry in rendered["secrets"].items()}
+    app, proxy = f"/opt/algo-trade/inputs/app-{'0' * 16}", f"/opt/algo-trade/inputs/proxy-{'1' * 16}"
+    assert files["db_password"] == "/opt/algo-trade/secrets/db_password"  # noqa: S105
+    assert files["app_config"] == f"{app}/app_config"
+    assert files["hyperliquid_private_key"] == f"{app}/hyperliquid_private_key"
+    assert files["tui_htpasswd"] == f"{proxy}/tui_htpasswd"
+    services = rendered["services"]
+    assert services["app"]["labels"]["org.algotrade.inputs"] == "0" * 16
+    assert services["proxy"]["labels"]["org.algotrade.inputs"] == "1" * 16
+    assert f"{proxy}/nginx.conf:/etc/nginx/nginx.conf:ro" in services["proxy"]["volumes"]
+    assert "labels" not in services["db"], "the database is recreated only when its own settings change"
