@@ -144,6 +144,11 @@ def compose(tmp_path: Path, **overrides: object) -> dict[str, Any]:
         "__stack_app_image": "algo-trade/app:0123456789abcdef",
         # What render.yml and host_state.yml fix before the role renders the compose file.
         "__stack_input_digests": {"app": "0" * 16, "proxy": "1" * 16},
+        "__stack_input_dirs": {
+            "app": f"/opt/algo-trade/inputs/app-{'0' * 16}",
+            "proxy": f"/opt/algo-trade/inputs/proxy-{'1' * 16}",
+        },
+        "__stack_release_services": ["app", "proxy"],
         "__stack_schema": "CREATE TABLE t ();",
         "stack_db_password": "x" * 24,
         "stack_tui_password": "y" * 24,
