@@ -180,3 +180,12 @@ def test_ansible_finds_the_test_by_its_name(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ANSWER 3 k3P9vQx7mW2rT5nZ True" in result.stdout, result.stdout
 
+
+def test_no_role_keeps_its_own_placeholder_rule() -> None:
+    """Every secret check goes through the plugin: no copy of its words in roles or playbooks."""
+    files = [*REPO.glob("roles/*/*/*.yml"), *REPO.glob("playbooks/*.yml")]
+    assert files
+    copies = [str(path.relative_to(REPO)) for path in files if "changeme" in path.read_text().lower()]
+    assert copies == []
+    for checker in ("roles/stack/tasks/settings.yml", "roles/ops/tasks/preflight.yml"):
+        assert "algotrade.deploy.placeholder" in (REPO / checker).read_text(), checker
