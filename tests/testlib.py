@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
@@ -102,6 +104,16 @@ def sideload_image(host: testinfra.host.Host, image: str = BUSYBOX_IMAGE) -> Non
 
 REPO = Path(__file__).resolve().parent.parent
 RESOURCES = REPO / "molecule" / "resources"
+
+
+def collection_plugin(kind: str, name: str) -> ModuleType:
+    """One of the collection's plugins as a module, e.g. ("test", "placeholder")."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "plugins" / kind / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def ansible_playbook_command(

@@ -55,8 +55,20 @@ from testlib import check_described_host
         pytest.param(
             "ops",
             {"ops_action": "rotate_db_password", "stack_db_password": "changeme-0123456789"},
-            ["rotate_db_password applies stack_db_password", "openssl rand"],
+            ["rotate_db_password applies stack_db_password", "on described is a placeholder", "openssl rand"],
             id="rotate-to-placeholder",
+        ),
+        pytest.param(
+            "ops",
+            {"ops_action": "rotate_db_password", "stack_db_password": " " * 24},
+            ["stack_db_password on described is empty", "openssl rand"],
+            id="rotate-to-blank",
+        ),
+        pytest.param(
+            "ops",
+            {"ops_action": "rotate_db_password", "stack_db_password": "Zq8-short"},
+            ["stack_db_password on described is shorter than 16 characters"],
+            id="rotate-to-short",
         ),
         pytest.param(
             "ops",
@@ -92,4 +104,5 @@ def test_operations_preflight_refuses(
     for text in expected:
         assert text in out, f"{text!r} not in:\n{out}"
     assert "changed=0" in out
-    assert "changeme-0123456789" not in out
+    password = str(extra_vars.get("stack_db_password", "")).strip()
+    assert not password or password not in out

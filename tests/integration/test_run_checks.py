@@ -69,6 +69,12 @@ def test_a_good_inventory_passes(tmp_path: Path) -> None:
             id="weak",
         ),
         pytest.param(
+            {"stack_tui_password": " " * 20},
+            {},
+            ["stack_tui_password on h1 is empty", "vault_stack_tui_password"],
+            id="blank",
+        ),
+        pytest.param(
             {"stack_hyperliquid_private_key": "example-0x00"},
             {},
             ["stack_hyperliquid_private_key on h1 is a placeholder"],

@@ -139,6 +139,36 @@ def test_proxy_config_is_accepted_by_nginx(
     assert result.returncode == 0, result.stderr
 
 
+MOZILLA_INTERMEDIATE_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+)
+
+
+@pytest.mark.parametrize(
+    ("settings", "protocols", "ciphers"),
+    [
+        ({}, "TLSv1.2 TLSv1.3", MOZILLA_INTERMEDIATE_CIPHERS),
+        (
+            {"stack_tls_protocols": ["TLSv1.3"], "stack_tls_ciphers": ["ECDHE-RSA-AES256-GCM-SHA384"]},
+            "TLSv1.3",
+            "ECDHE-RSA-AES256-GCM-SHA384",
+        ),
+        # As given on the command line (-e name=value): one string.
+        ({"stack_tls_protocols": "TLSv1.2"}, "TLSv1.2", MOZILLA_INTERMEDIATE_CIPHERS),
+    ],
+    ids=["mozilla-intermediate", "own", "one-string"],
+)
+def test_proxy_tls_settings(
+    tmp_path: Path, settings: dict[str, object], protocols: str, ciphers: str
+) -> None:
+    lines = render("nginx.conf.j2", tmp_path, **settings).splitlines()
+    assert f"    ssl_protocols {protocols};" in lines
+    assert f"    ssl_ciphers {ciphers};" in lines
+    assert "    ssl_prefer_server_ciphers off;" in lines
+    assert "    ssl_session_timeout 1d;" in lines
+
+
 def compose(tmp_path: Path, **overrides: object) -> dict[str, Any]:
     settings: dict[str, object] = {
         "__stack_app_image": "algo-trade/app:0123456789abcdef",

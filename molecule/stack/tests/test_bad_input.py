@@ -76,6 +76,29 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         {"stack_tls_certificate": "a certificate", "stack_tls_private_key": "a key"},
         "stack_tls_certificate: must be a PEM certificate",
     ),
+    (
+        "tls-protocol-deprecated",
+        {"stack_tls_protocols": ["TLSv1.1", "TLSv1.2"]},
+        "stack_tls_protocols: must list TLSv1.2, TLSv1.3 or both, e.g. [TLSv1.2, TLSv1.3] (the Mozilla"
+        " intermediate profile); not these: TLSv1.1. SSLv3 is broken (RFC 7568) and TLSv1 and TLSv1.1"
+        " are deprecated (RFC 8996)",
+    ),
+    (
+        "tls-protocols-empty",
+        {"stack_tls_protocols": []},
+        "stack_tls_protocols: must list TLSv1.2, TLSv1.3 or both",
+    ),
+    (
+        "tls-cipher-injects-nginx-syntax",
+        {"stack_tls_ciphers": ["ECDHE-RSA-AES128-GCM-SHA256; ssl_protocols TLSv1"]},
+        "stack_tls_ciphers: must list cipher suites for TLS 1.2 by their OpenSSL names",
+    ),
+    (
+        "tls-ciphers-empty",
+        {"stack_tls_ciphers": []},
+        "or be left out for the Mozilla intermediate profile. The TLS 1.3 suites (TLS_...) are set by"
+        " OpenSSL, not here. Not these: none given.",
+    ),
     ("network-malformed", {"stack_allowed_networks": ["10.0.0.0/33"]}, "not these: 10.0.0.0/33"),
     ("networks-empty", {"stack_allowed_networks": []}, "stack_allowed_networks: must list networks"),
     ("origin-not-https", {"stack_allowed_origins": ["http://x.example"]}, "stack_allowed_origins: must list"),
