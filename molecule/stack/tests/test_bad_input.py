@@ -139,6 +139,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "(it goes into Compose's volume syntax, where a colon or space would split it)",
     ),
     ("login-name-with-colon", {"stack_tui_user": "tra:der"}, "stack_tui_user: must be a login name"),
+    # A trailing newline would end the htpasswd line early ($ in a regex lets it through).
+    ("login-name-with-newline", {"stack_tui_user": "trader\n"}, "stack_tui_user: must be a login name"),
     (
         "ttyd-release-without-url",
         {"stack_ttyd_source": "release"},
