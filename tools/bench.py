@@ -110,6 +110,14 @@ class Run:
     def changed(self) -> int:
         return sum(r.get("changed", 0) for r in self.recaps.values())
 
+    @property
+    def tasks(self) -> int:
+        return sum(r.get("ok", 0) + r.get("failed", 0) for r in self.recaps.values())
+
+    @property
+    def skipped(self) -> int:
+        return sum(r.get("skipped", 0) for r in self.recaps.values())
+
 
 def controller_cpu() -> float:
     """CPU seconds (user + system) of this process's finished children: ansible-playbook,

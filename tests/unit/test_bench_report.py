@@ -19,7 +19,7 @@ def _report(noop: float, three: float) -> Report:
         cold=Measure(300.0, 35, "1.0", "2.0", 60.0),
         cold_build=200.0,
         cold_times=times,
-        noop=Measure(noop, 0, "2.0", "2.1", 12.5),
+        noop=Measure(noop, 0, "2.0", "2.1", 12.5, tasks=88, skipped=49),
         noop_times=times,
         change=Measure(60.0, 8, "2.1", "2.2", 20.0),
         change_build=10.0,
@@ -37,13 +37,18 @@ def _report(noop: float, three: float) -> Report:
 
 
 def test_targets_met_and_missed() -> None:
-    met = render(_report(noop=29.0, three=40.0))
-    assert "| No-op re-run (changed=0) | 29.0 s = 9.7% of cold | <= 10% | met |" in met
-    assert "= 1.38x one host" in met
+    met = render(_report(noop=14.0, three=16.0))
+    assert "| No-op re-run (changed=0) | 14.0 s = 4.7% of cold | <= 5% | met |" in met
+    assert "= 1.14x one host" in met
     assert "**missed**" not in met
-    missed = render(_report(noop=31.0, three=60.0))
-    assert "10.3% of cold | <= 10% | **missed** |" in missed
-    assert "1.94x one host" in missed
+    missed = render(_report(noop=16.0, three=20.0))
+    assert "5.3% of cold | <= 5% | **missed** |" in missed
+    assert "1.25x one host (16.0 s, measured just before) | <= 1.2x | **missed** |" in missed
+
+
+def test_counts_the_tasks_of_the_no_op() -> None:
+    text = render(_report(noop=14.0, three=16.0))
+    assert "| Tasks that no-op ran on the host | 88 (49 more skipped) | | |" in text
 
 
 def test_each_run_shows_the_controller_cpu() -> None:
