@@ -394,8 +394,11 @@ def test_database_image_that_fails_puts_the_previous_release_back_with_the_data(
 
 
 def ops_playbook(name: str, **extra_vars: object) -> tuple[int, str]:
-    """One of the collection's operations playbooks on the scenario's inventory."""
-    result = ansible_playbook(REPO / "playbooks" / f"{name}.yml", INVENTORY, extra_vars=extra_vars)
+    """One of the collection's operations playbooks on the scenario's stack host (the
+    attacker has no stack)."""
+    result = ansible_playbook(
+        REPO / "playbooks" / f"{name}.yml", INVENTORY, extra_vars={"target": "stack", **extra_vars}
+    )
     out = result.stdout + result.stderr
     assert_no_secret(out)
     return result.returncode, " ".join(out.split())
