@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shlex
 import subprocess
 import time
@@ -291,12 +290,22 @@ def test_rollback_runs_v1_again(host: testinfra.host.Host) -> None:
     assert len(tags) >= 2, "v2 stays on the host for a roll forward"
 
 
-def test_rollback_again_changes_nothing(host: testinfra.host.Host) -> None:
-    """The target is the build before the newest: a second run does not go one further back."""
+def test_rollback_after_the_rotation_refuses_an_older_release_and_changes_nothing(
+    host: testinfra.host.Host,
+) -> None:
+    """The rotation (side effect) made the newest release: the release before it, the
+    default target, was made with the old password, and its app would be locked out. The
+    rollback refuses it and changes nothing; asked for the running release by id, it
+    says so and changes nothing (a second rollback does not go one further back)."""
     running = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
+    current = json.loads(host.file(f"{PROJECT}/current/release.json").content_string)
     rc, out, result = playbook("rollback")
+    assert rc != 0, out[-3000:]
+    assert "was made with another database password (rotate_db_password ran since)" in out
+    assert recap(result, HOST)["changed"] == 0
+    rc, out, result = playbook("rollback", ops_rollback_to=current["id"])
     assert rc == 0, out[-3000:]
-    assert re.search(r"runs release [0-9a-f]{16} already, nothing changed", out), out[-3000:]
+    assert f"runs release {current['id']} already, nothing changed" in out
     assert recap(result, HOST)["changed"] == 0
     assert run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip() == running
 
