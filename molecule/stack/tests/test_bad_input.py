@@ -9,7 +9,10 @@ checks, tested in tests/ and fleet.
 
 To see it fail: skip preflight's settings check (`when: false`) and run one case (say
 `-k api-port-out-of-range`); the run goes on, and the case's own snapshot diff names
-what it changed.
+what it changed. Seen to fail so: with the health path's rule of tasks/settings.yml
+made `ok: true`, `-k health-path-relative` failed against the converged scenario (the
+run went on to a release that failed its gate and was put back: changed=8, no
+"stack_health_path: must be an API path" in the output); the rule back, it passed.
 """
 
 from __future__ import annotations
