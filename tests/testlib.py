@@ -150,6 +150,35 @@ def ansible_playbook(
     return subprocess.run(command, capture_output=True, text=True, check=False, env=environment, cwd=REPO)
 
 
+def run_json(
+    playbook: Path | str, inventory: Path | str, *args: str, extra_vars: dict[str, Any] | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """A run whose output is the ansible.posix.json callback's document (returned decoded),
+    followed by the rollout summary, which the summary plugin still prints."""
+    result = ansible_playbook(
+        playbook,
+        inventory,
+        *args,
+        extra_vars=extra_vars,
+        env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
+    )
+    start = result.stdout.find("{\n")
+    assert start >= 0, result.stdout[-3000:] + result.stderr[-3000:]
+    document, _end = json.JSONDecoder().raw_decode(result.stdout, start)
+    assert isinstance(document, dict)
+    return result, document
+
+
+def failures(document: dict[str, Any], host: str) -> list[str]:
+    """The messages of the tasks that failed on a host (not those a rescue or ignore_errors took)."""
+    return [
+        str(result.get("msg", ""))
+        for entry in document["plays"]
+        for task in entry["tasks"]
+        if (result := task["hosts"].get(host)) and result.get("failed") and not result.get("ignore_errors")
+    ]
+
+
 def start_ansible_playbook(
     playbook: Path | str, inventory: Path | str, *args: str, extra_vars: dict[str, Any] | None = None
 ) -> subprocess.Popen[str]:

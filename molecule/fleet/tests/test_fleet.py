@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,17 @@ import pytest
 import testinfra
 import testinfra.host
 import testinfra.utils.ansible_runner
-from testlib import REPO, ansible_playbook, expected_hosts, recap, run_ok, start_ansible_playbook, until
+from testlib import (
+    REPO,
+    ansible_playbook,
+    expected_hosts,
+    failures,
+    recap,
+    run_json,
+    run_ok,
+    start_ansible_playbook,
+    until,
+)
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 HOSTS = expected_hosts(INVENTORY, "all", ["fleet-a", "fleet-b", "fleet-c"])  # fleet-a: canary, builds
@@ -98,25 +107,6 @@ def with_host_vars(tmp_path: Path, host_vars: dict[str, str]) -> Path:
     return inventory / Path(INVENTORY).name
 
 
-def run_json(
-    playbook: Path, inventory: Path | str, *args: str, extra_vars: dict[str, Any] | None = None
-) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """A run whose output is the ansible.posix.json callback's document (returned decoded),
-    followed by the rollout summary, which the summary plugin still prints."""
-    result = ansible_playbook(
-        playbook,
-        inventory,
-        *args,
-        extra_vars=extra_vars,
-        env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
-    )
-    start = result.stdout.find("{\n")
-    assert start >= 0, result.stdout[-3000:] + result.stderr[-3000:]
-    document, _end = json.JSONDecoder().raw_decode(result.stdout, start)
-    assert isinstance(document, dict)
-    return result, document
-
-
 def batches(document: dict[str, Any], play: str) -> list[list[str]]:
     """The hosts that ran a play, one list per batch (a play with no hosts: one empty list)."""
     return [
@@ -137,16 +127,6 @@ def plays_from(document: dict[str, Any], play: str) -> list[tuple[str, list[str]
     return [
         (entry["play"]["name"], sorted({host for task in entry["tasks"] for host in task["hosts"]}))
         for entry in document["plays"][names.index(play) :]
-    ]
-
-
-def failures(document: dict[str, Any], host: str) -> list[str]:
-    """The messages of the tasks that failed on a host (not those a rescue or ignore_errors took)."""
-    return [
-        str(result.get("msg", ""))
-        for entry in document["plays"]
-        for task in entry["tasks"]
-        if (result := task["hosts"].get(host)) and result.get("failed") and not result.get("ignore_errors")
     ]
 
 

@@ -1,18 +1,21 @@
 """Bad settings are refused in preflight, with the variable and the fix named, and
-nothing on the deployed host changes: before and after each refusal, the project
+nothing on the deployed host changes: before and after the refusals, the project
 directory (paths, modes, owners, checksums), the host's top-level directories, the
 containers (IDs, images, start times, restarts), images, volumes and networks are the same.
 
-One row per case, each run alone against the deployed stack host (a run beside another
-could hide or cause a change), with the role alone: the rollout playbooks add their own
-checks, tested in tests/ and fleet.
+One run refuses every case: each case is a host of its own, an alias of stack-a (the
+same container, the case's settings as its host variables), so the role's checks run
+against the deployed host once per case, side by side, with the role alone (the rollout
+playbooks add their own checks, tested in tests/ and fleet). One run per case took 18 s
+each, 12 minutes in all, on an idle machine. A case refused too late shows up twice: in
+its own row (no refusal, or changed > 0) and in the snapshot's diff.
 
-To see it fail: skip preflight's settings check (`when: false`) and run one case (say
-`-k api-port-out-of-range`); the run goes on, and the case's own snapshot diff names
-what it changed. Seen to fail so: with the health path's rule of tasks/settings.yml
-made `ok: true`, `-k health-path-relative` failed against the converged scenario (the
-run went on to a release that failed its gate and was put back: changed=8, no
-"stack_health_path: must be an API path" in the output); the rule back, it passed.
+To see it fail: skip preflight's settings check (`when: false`) and run the scenario's
+verify; the cases of that check find no refusal, and the snapshot diff names what the
+runs changed. Seen to fail so (one run per case then): with the health path's rule of
+tasks/settings.yml made `ok: true`, `-k health-path-relative` failed against the
+converged scenario (the run went on to a release that failed its gate and was put back:
+changed=8, no "stack_health_path: must be an API path" in the output); the rule back, it passed.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ from __future__ import annotations
 import difflib
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
-import testinfra.host
 from stackenv import INVENTORY, PROJECT, STACK_HOSTS, assert_no_secret
-from testlib import REPO, ansible_playbook, recap
+from testlib import REPO, run_json
 
 testinfra_hosts = STACK_HOSTS
 
@@ -33,24 +36,36 @@ PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ\n-----END CERTIFI
 
 # (case id, settings over the scenario's, text the refusal must contain)
 CASES: list[tuple[str, dict[str, Any], str]] = [
-    ("db-password-missing", {"stack_db_password": ""}, "stack_db_password on stack-a is empty"),
+    (
+        "db-password-missing",
+        {"stack_db_password": ""},
+        "stack_db_password on bad-db-password-missing is empty",
+    ),
     (
         "db-password-placeholder",
         {"stack_db_password": "changeme-changeme-42"},
-        "stack_db_password on stack-a is a placeholder",
+        "stack_db_password on bad-db-password-placeholder is a placeholder",
     ),
     (
         "db-password-short",
         {"stack_db_password": "short-pw"},
-        "stack_db_password on stack-a is shorter than 16 characters",
+        "stack_db_password on bad-db-password-short is shorter than 16 characters",
     ),
-    ("tui-password-missing", {"stack_tui_password": ""}, "stack_tui_password on stack-a is empty"),
+    (
+        "tui-password-missing",
+        {"stack_tui_password": ""},
+        "stack_tui_password on bad-tui-password-missing is empty",
+    ),
     (
         "tui-password-placeholder",
         {"stack_tui_password": "password-password"},
-        "stack_tui_password on stack-a is a placeholder",
+        "stack_tui_password on bad-tui-password-placeholder is a placeholder",
     ),
-    ("api-password-missing", {"stack_api_password": ""}, "stack_api_password on stack-a is empty"),
+    (
+        "api-password-missing",
+        {"stack_api_password": ""},
+        "stack_api_password on bad-api-password-missing is empty",
+    ),
     (
         "api-port-out-of-range",
         {"stack_api_port": 70000},
@@ -183,29 +198,64 @@ def snapshot() -> str:
     ).stdout
 
 
-def run_case(settings: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    return ansible_playbook(
-        REPO / "molecule" / "stack" / "role_only.yml",
-        INVENTORY,
-        "--limit",
-        "stack-a",
-        extra_vars={"stack_allowed_networks": scenario_networks(), **settings},
-    )
+def alias(case: str) -> str:
+    return f"bad-{case}"
+
+
+class Refusals:
+    """The one run over every case: its output, its JSON document, the host before and after."""
+
+    def __init__(self, workdir: Path) -> None:
+        networks = scenario_networks()
+        hosts = {
+            alias(name): {
+                "ansible_host": "stack-a",
+                "ansible_connection": "community.docker.docker",
+                "stack_allowed_networks": networks,
+                **settings,
+            }
+            for name, settings, _message in CASES
+        }
+        cases = workdir / "cases.yml"
+        cases.write_text(json.dumps({"stack": {"hosts": hosts}}))  # JSON is YAML
+        self.before = snapshot()
+        self.result, self.document = run_json(
+            REPO / "molecule" / "stack" / "role_only.yml", INVENTORY, "-i", str(cases), "--limit", "bad-*"
+        )
+        self.after = snapshot()
+        self.output = self.result.stdout + self.result.stderr
+
+    def refusal(self, case: str) -> str:
+        """What the tasks that failed for the case said, whitespace folded."""
+        texts = [
+            f"{result.get('msg', '')} {' '.join(map(str, result.get('argument_errors', [])))}"
+            for play in self.document["plays"]
+            for task in play["tasks"]
+            if (result := task["hosts"].get(alias(case))) and result.get("failed")
+        ]
+        return " ".join(" ".join(texts).split())
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory: pytest.TempPathFactory) -> Refusals:
+    return Refusals(tmp_path_factory.mktemp("bad-input"))
 
 
 @pytest.mark.parametrize(("name", "settings", "message"), CASES, ids=[c[0] for c in CASES])
-def test_refused_in_preflight(
-    host: testinfra.host.Host, name: str, settings: dict[str, Any], message: str
-) -> None:
-    before = snapshot()
-    result = run_case(settings)
-    after = snapshot()
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out[-3000:]
-    assert message in " ".join(out.split()), out[-3000:]
-    assert recap(result, "stack-a")["changed"] == 0
-    assert_no_secret(out)
-    assert after == before, f"the refused run changed the host:\n{diff(before, after)}"
+def test_refused_in_preflight(refusals: Refusals, name: str, settings: dict[str, Any], message: str) -> None:
+    stats = refusals.document["stats"][alias(name)]
+    refusal = refusals.refusal(name)
+    assert stats["failures"] == 1, (stats, refusals.output[-3000:])
+    assert message in refusal, refusal[-3000:]
+    assert stats["changed"] == 0, stats
+
+
+def test_the_refusals_change_nothing_and_show_no_secret(refusals: Refusals) -> None:
+    assert refusals.result.returncode != 0
+    assert refusals.after == refusals.before, (
+        f"the refused runs changed the host:\n{diff(refusals.before, refusals.after)}"
+    )
+    assert_no_secret(refusals.output)
 
 
 def diff(before: str, after: str) -> str:

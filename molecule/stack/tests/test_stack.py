@@ -265,345 +265,6 @@ def app_containers_running(host: testinfra.host.Host) -> Iterator[list[int]]:
     assert counts[-1] == running(), f"the events do not add up to what runs: {events}"
 
 
-@pytest.mark.disruptive
-def test_failed_release_keeps_the_previous_one_running(host: testinfra.host.Host, tmp_path: Path) -> None:
-    """A release whose daemon cannot start: previous image back, healthy, host failed with logs.
-
-    Two swaps happen (to the new image, back to the previous one): at no moment do two
-    app containers run, counted on the engine's start/die events.
-
-    Run with -vvv --diff, the same run shows that no secret reaches Ansible's output.
-    """
-    running = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
-    broken = tmp_path / "sample-app"
-    shutil.copytree(VARS["sample_app_dir"], broken)
-    main = broken / "crates" / "cli" / "src" / "main.rs"
-    main.write_text(
-        main.read_text().replace(
-            'Some("run") => daemon::run(),',
-            'Some("run") => { eprintln!("sample fault: refusing to start"); ExitCode::from(3) }',
-        )
-    )
-    with app_containers_running(host) as counts:
-        result = ansible_playbook(
-            REPO / "molecule" / "stack" / "converge.yml",
-            INVENTORY,
-            "-vvv",
-            "--diff",
-            extra_vars={"stack_source_dir": str(broken), "stack_health_timeout": 60},
-        )
-    assert max(counts) == 1, counts
-    assert len(counts) >= 5, f"expected the new release to start and die, then the old one: {counts}"
-    out = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert f"({running}), running and healthy." in out
-    assert "sample fault: refusing to start" in out
-    assert_no_secret(out)
-    wait_healthy(host, timeout=30)
-    assert run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip() == running
-    assert api(host, "GET", "/api/bots").startswith("200 sample-2")
-
-
-def image_of(host: testinfra.host.Host, container: str) -> str:
-    return run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {container}").strip()
-
-
-def app_inputs(host: testinfra.host.Host) -> str:
-    """The digest of the app's files its container was made with (a label)."""
-    label = '{{index .Config.Labels "org.algotrade.inputs"}}'
-    return run_ok(host, f"docker inspect -f '{label}' {APP}").strip()
-
-
-def release_state(host: testinfra.host.Host) -> dict[str, object]:
-    """What says which release runs: the current release, the containers' IDs and images,
-    the app's inputs label and the releases on the host."""
-    return {
-        "release": current_release(host),
-        "ids": ids(host),
-        "images": {c: image_of(host, c) for c in CONTAINERS},
-        "app_inputs": app_inputs(host),
-        "releases": sorted(releases(host)),
-    }
-
-
-def assert_put_back(host: testinfra.host.Host, before: dict[str, object], out: str) -> None:
-    """The run failed and the host runs the release of before, whole and healthy."""
-    release = before["release"]
-    assert isinstance(release, dict)
-    assert f"Put back: release {release['id']} ({release['image']}), running and healthy." in out, out[-4000:]
-    wait_healthy(host, timeout=60)
-    after = release_state(host)
-    assert after["release"] == release
-    assert after["images"] == before["images"]
-    assert after["app_inputs"] == before["app_inputs"]
-    assert after["releases"] == before["releases"], "the failed release is not kept"
-    assert api(host, "GET", "/api/bots").startswith("200 ")
-
-
-@pytest.mark.disruptive
-def test_settings_the_app_rejects_put_the_previous_release_back_whole(
-    host: testinfra.host.Host, tmp_path: Path
-) -> None:
-    """A settings-only change that makes the daemon exit at start (a config template
-    without [database] url): the run fails and the previous release runs again with its
-    own files, not the new ones; the database, which the change does not touch, is the
-    same container throughout.
-
-    Seen to fail with the put-back of before this layout (the previous image, the new
-    files): the app kept exiting and the host stayed unhealthy."""
-    before = release_state(host)
-    template = tmp_path / "Config.toml.j2"
-    template.write_text('[server]\nhost = "0.0.0.0"\nport = 8080\n')
-    result = ansible_playbook(
-        REPO / "molecule" / "stack" / "converge.yml",
-        INVENTORY,
-        extra_vars={"stack_config_template": str(template), "stack_health_timeout": 30},
-    )
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out[-3000:]
-    assert "[database] url is missing" in out
-    assert_no_secret(out)
-    assert_put_back(host, before, out)
-    assert ids(host)[DB] == before["ids"][DB]  # type: ignore[index]
-
-
-@pytest.mark.disruptive
-def test_database_image_that_fails_puts_the_previous_release_back_with_the_data(
-    host: testinfra.host.Host,
-) -> None:
-    """A database image that does not start (the app's image under another name): the
-    previous release's database image runs again on the same volume, the bots kept."""
-    before = release_state(host)
-    name = f"db-image-probe-{int(time.time())}"
-    api(host, "POST", "/api/bots", {"name": name, "symbol": "ETH"})
-    broken = "local/not-a-database:probe"
-    run_ok(host, f"docker tag {before['images'][APP]} {broken}")  # type: ignore[index]
-    try:
-        result = ansible_playbook(
-            REPO / "molecule" / "stack" / "converge.yml",
-            INVENTORY,
-            extra_vars={"stack_db_image": broken, "stack_health_timeout": 30},
-        )
-        out = result.stdout + result.stderr
-        assert result.returncode != 0, out[-3000:]
-        assert "algo-trade-db-1 is unhealthy" in out or "algo-trade-db-1 exited" in out, out[-4000:]
-        assert_put_back(host, before, out)
-    finally:
-        host.run(f"docker image rm {broken}")
-    assert name in api(host, "GET", "/api/bots")
-
-
-def ops_playbook(name: str, **extra_vars: object) -> tuple[int, str]:
-    """One of the collection's operations playbooks on the scenario's stack host (the
-    attacker has no stack)."""
-    result = ansible_playbook(
-        REPO / "playbooks" / f"{name}.yml", INVENTORY, extra_vars={"target": "stack", **extra_vars}
-    )
-    out = result.stdout + result.stderr
-    assert_no_secret(out)
-    return result.returncode, " ".join(out.split())
-
-
-@pytest.mark.disruptive
-def test_rollback_runs_a_named_older_release_whole_and_status_lists_the_releases(
-    host: testinfra.host.Host,
-) -> None:
-    """rollback with ops_rollback_to=<release id> runs that release as it was made (its
-    image and files); status lists every kept release and says which runs. Rolling
-    forward by id brings the scenario's release back."""
-    running = current_release(host)
-    older = max(
-        (r for r in releases(host).values() if r["id"] != running["id"]), key=lambda r: str(r["created"])
-    )
-    db = ids(host)[DB]
-    rc, out = ops_playbook("status")
-    assert rc == 0, out[-3000:]
-    for release in releases(host).values():
-        assert f"{release['id']} {release['image']} {release['created']}" in out
-    assert re.search(rf'"?running_release"?: "?{running["id"]}', out), out[-3000:]
-    try:
-        rc, out = ops_playbook("rollback", ops_rollback_to=older["id"])
-        assert rc == 0, out[-3000:]
-        assert f"rolled back from release {running['id']} ({running['image']}) to {older['id']}" in out
-        assert current_release(host)["id"] == older["id"]
-        assert image_of(host, APP) == older["image"]
-        assert f"app-{app_inputs(host)}" in older["inputs"]  # type: ignore[operator]
-        wait_healthy(host, timeout=60)
-    finally:
-        rc, out = ops_playbook("rollback", ops_rollback_to=running["id"])
-        assert rc == 0, out[-3000:]
-    assert current_release(host)["id"] == running["id"]
-    assert ids(host)[DB] == db, "a rollback that does not change the database keeps its container"
-    wait_healthy(host, timeout=60)
-    assert api(host, "GET", "/api/bots").startswith("200 sample-2")
-
-
-@pytest.fixture
-def scenario_release_back(host: testinfra.host.Host) -> Iterator[None]:
-    """Deploys the scenario's own settings again after the test: verify can run again."""
-    yield
-    result = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
-    assert result.returncode == 0, result.stdout[-3000:]
-    wait_healthy(host, timeout=60)
-    assert api(host, "GET", "/api/bots").startswith("200 sample-2")
-
-
-@pytest.mark.disruptive
-@pytest.mark.usefixtures("scenario_release_back")
-def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.Host) -> None:
-    """stack_source: git, from a repository on the host (file://): the revision goes live."""
-    repo = "/srv/sample-app.git"
-    host.run(f"rm -rf {repo} /srv/sample-work")
-    subprocess.run(
-        ["docker", "cp", VARS["sample_app_dir"], "stack-a:/srv/sample-work"], check=True, capture_output=True
-    )
-    run_ok(
-        host,
-        "cd /srv/sample-work && rm -rf .algotrade-source .git"
-        " && sed -i 's/^pub const VERSION.*/pub const VERSION: \\&str = \"sample-git\";/'"
-        " crates/cli/src/main.rs"
-        " && git init -q -b main . && git add -A"
-        " && git -c user.name=t -c user.email=t@example.invalid commit -qm sample"
-        f" && git clone -q --bare . {repo}",
-    )
-    # A secret file of the collection's first layout, which kept them in secrets/: it
-    # goes once no kept release is of that layout (a verify run before this one leaves
-    # one from the upgrade test: removed here).
-    stale = f"{PROJECT}/secrets/hyperliquid_api_wallet_key"
-    run_ok(host, f"rm -rf {PROJECT}/releases/legacy-* && echo stale-key > {stale} && chmod 0400 {stale}")
-    result = ansible_playbook(
-        REPO / "molecule" / "stack" / "converge.yml",
-        INVENTORY,
-        extra_vars={"stack_source": "git", "stack_source_git_repo": f"file://{repo}"},
-    )
-    failure = result.stdout[result.stdout.find("fatal:") :] if "fatal:" in result.stdout else ""
-    assert result.returncode == 0, failure[:4000] or result.stdout[-3000:]
-    assert_no_secret(result.stdout + result.stderr)  # a normal deploy's output
-    wait_healthy(host, timeout=30)
-    assert api(host, "GET", "/api/bots").startswith("200 sample-git")
-    assert not host.file(stale).exists, "a secret file no longer configured was left behind"
-
-
-def byo_certificate(names: list[str], address: str) -> tuple[str, str]:
-    """An operator's own certificate and key (PEM), made on the controller."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    alt = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(address))]
-    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + datetime.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
-
-
-def served_certificate(host: testinfra.host.Host, port: int) -> str:
-    """The proxy's certificate on a published port, as PEM (asked on the host's address)."""
-    address = primary_address(host)
-    return run_ok(
-        host, f"openssl s_client -connect {address}:{port} </dev/null 2>/dev/null | openssl x509"
-    ).strip()
-
-
-def ids(host: testinfra.host.Host) -> dict[str, str]:
-    return {c: run_ok(host, f"docker inspect -f '{{{{.Id}}}}' {c}").strip() for c in (APP, DB, PROXY)}
-
-
-def secret_digest(host: testinfra.host.Host, container: str, name: str) -> str:
-    return run_ok(host, f"docker exec {container} sha256sum /run/secrets/{name}").split()[0]
-
-
-@pytest.mark.disruptive
-def test_changed_settings_reach_the_containers_that_read_them_and_come_back(
-    host: testinfra.host.Host,
-) -> None:
-    """A new exchange key and bots (the app's), the operator's own certificate and the web
-    terminal off (the proxy's and the app's): those two containers are recreated with
-    them, the database is not. Deploying the scenario's settings again brings the
-    terminal back and the self-signed certificate the host made, not a renewed one."""
-    before = ids(host)
-    self_signed = host.file(f"{PROJECT}/tls/certificate.pem").content_string.strip()
-    new_key = "0xmolecule-changed-key-4be0c61f7a"
-    certificate, private_key = byo_certificate(["stack-a"], primary_address(host))
-    changed = {
-        "stack_hyperliquid_private_key": new_key,
-        "stack_bots": [{"name": "probe-bot", "symbol": "ETH"}],
-        "stack_tls_certificate": certificate,
-        "stack_tls_private_key": private_key,
-        "stack_tui_enabled": False,
-    }
-    config = secret_digest(host, APP, "app_config")
-    try:
-        result = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY, extra_vars=changed)
-        out = result.stdout + result.stderr
-        assert result.returncode == 0, out[-3000:]
-        leaks = leaked_secrets(out, [new_key, private_key.splitlines()[1]])
-        assert not leaks, leaks
-        after = ids(host)
-        assert after[DB] == before[DB], "the database reads none of these settings"
-        assert after[APP] != before[APP]
-        assert after[PROXY] != before[PROXY]
-        assert (
-            secret_digest(host, APP, "hyperliquid_private_key")
-            == hashlib.sha256(new_key.encode()).hexdigest()
-        )
-        assert secret_digest(host, APP, "app_config") != config
-        assert served_certificate(host, 8080) == certificate.strip()
-        assert "ttyd" not in run_ok(host, f"docker top {APP} -eo pid,args")
-        ports = docker_json(host, f"docker inspect -f '{{{{json .HostConfig.PortBindings}}}}' {PROXY}")
-        assert sorted(ports) == ["8443/tcp"]
-    finally:
-        back = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
-        assert back.returncode == 0, back.stdout[-3000:]
-    wait_healthy(host, timeout=60)
-    assert ids(host)[DB] == before[DB]
-    assert "ttyd" in run_ok(host, f"docker top {APP} -eo pid,args")
-    assert served_certificate(host, 7681) == self_signed
-    assert secret_digest(host, APP, "app_config") == config
-
-
-def releases(host: testinfra.host.Host) -> dict[str, dict[str, object]]:
-    """Every release on the host by id, from its release.json."""
-    ids = run_ok(host, f"ls {PROJECT}/releases").split()
-    return {i: json.loads(host.file(f"{PROJECT}/releases/{i}/release.json").content_string) for i in ids}
-
-
-@pytest.mark.disruptive
-def test_releases_beyond_stack_release_keep_are_pruned_with_their_files_and_images(
-    host: testinfra.host.Host,
-) -> None:
-    """After the releases above (sample-1, sample-2, the settings change, the git source),
-    a deploy with stack_release_keep: 2 keeps exactly two: the running one and the newest
-    other. The services' files and the images that only removed releases used go too."""
-    before = releases(host)
-    assert len(before) >= 3, before
-    result = ansible_playbook(
-        REPO / "molecule" / "stack" / "converge.yml", INVENTORY, extra_vars={"stack_release_keep": 2}
-    )
-    assert result.returncode == 0, result.stdout[-3000:]
-    after = releases(host)
-    running = current_release(host)
-    assert len(after) == 2, sorted(after)
-    assert running["id"] in after
-    others = [r for r in before.values() if r["id"] != running["id"]]
-    newest_other = max(others, key=lambda r: str(r["created"]))
-    assert newest_other["id"] in after
-    inputs = set(run_ok(host, f"ls {PROJECT}/inputs").split())
-    assert inputs == {d for r in after.values() for d in r["inputs"]}  # type: ignore[attr-defined]
-    images = set(run_ok(host, "docker images algo-trade/app --format '{{.Repository}}:{{.Tag}}'").split())
-    assert images == {str(r["image"]) for r in after.values()}
-
-
 # The last commit whose stack role kept the first layout (compose.yaml and its files in
 # the project directory), before whole releases.
 FIRST_LAYOUT = "6811067"
@@ -674,3 +335,297 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
     again = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
     assert again.returncode == 0, again.stdout[-3000:]
     assert recap(again, "stack-a")["changed"] == 0
+
+
+def image_of(host: testinfra.host.Host, container: str) -> str:
+    return run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {container}").strip()
+
+
+def app_inputs(host: testinfra.host.Host) -> str:
+    """The digest of the app's files its container was made with (a label)."""
+    label = '{{index .Config.Labels "org.algotrade.inputs"}}'
+    return run_ok(host, f"docker inspect -f '{label}' {APP}").strip()
+
+
+def release_state(host: testinfra.host.Host) -> dict[str, object]:
+    """What says which release runs: the current release, the containers' IDs and images,
+    the app's inputs label and the releases on the host."""
+    return {
+        "release": current_release(host),
+        "ids": ids(host),
+        "images": {c: image_of(host, c) for c in CONTAINERS},
+        "app_inputs": app_inputs(host),
+        "releases": sorted(releases(host)),
+    }
+
+
+def assert_put_back(host: testinfra.host.Host, before: dict[str, object], out: str) -> None:
+    """The run failed and the host runs the release of before, whole and healthy."""
+    release = before["release"]
+    assert isinstance(release, dict)
+    assert f"Put back: release {release['id']} ({release['image']}), running and healthy." in out, out[-4000:]
+    wait_healthy(host, timeout=60)
+    after = release_state(host)
+    assert after["release"] == release
+    assert after["images"] == before["images"]
+    assert after["app_inputs"] == before["app_inputs"]
+    assert after["releases"] == before["releases"], "the failed release is not kept"
+    assert api(host, "GET", "/api/bots").startswith("200 ")
+
+
+@pytest.mark.disruptive
+def test_a_release_whose_daemon_exits_is_put_back_whole(host: testinfra.host.Host, tmp_path: Path) -> None:
+    """A release of a new image and new settings whose daemon exits at start (the source
+    made to refuse, and a config template without [database] url): the run fails and the
+    previous release runs again whole, its image with its own files, not the new ones;
+    the database, which the release does not touch, is the same container throughout.
+
+    Two swaps happen (to the new release, back to the previous one): at no moment do two
+    app containers run, counted on the engine's start/die events. Run with -vvv --diff,
+    the same run shows that no secret reaches Ansible's output.
+
+    Seen to fail (the settings alone) with the put-back of before whole releases (the
+    previous image, the new files): the app kept exiting and the host stayed unhealthy."""
+    before = release_state(host)
+    broken = tmp_path / "sample-app"
+    shutil.copytree(VARS["sample_app_dir"], broken)
+    main = broken / "crates" / "cli" / "src" / "main.rs"
+    main.write_text(
+        main.read_text().replace(
+            'Some("run") => daemon::run(),',
+            'Some("run") => { eprintln!("sample fault: refusing to start"); ExitCode::from(3) }',
+        )
+    )
+    template = tmp_path / "Config.toml.j2"
+    template.write_text('[server]\nhost = "0.0.0.0"\nport = 8080\n')
+    with app_containers_running(host) as counts:
+        result = ansible_playbook(
+            REPO / "molecule" / "stack" / "converge.yml",
+            INVENTORY,
+            "-vvv",
+            "--diff",
+            extra_vars={
+                "stack_source_dir": str(broken),
+                "stack_config_template": str(template),
+                "stack_health_timeout": 60,
+            },
+        )
+    assert max(counts) == 1, counts
+    assert len(counts) >= 5, f"expected the new release to start and die, then the old one: {counts}"
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert "sample fault: refusing to start" in out
+    assert_no_secret(out)
+    assert_put_back(host, before, out)
+    assert ids(host)[DB] == before["ids"][DB]  # type: ignore[index]
+    assert api(host, "GET", "/api/bots").startswith("200 sample-2")
+
+
+@pytest.mark.disruptive
+def test_database_image_that_fails_puts_the_previous_release_back_with_the_data(
+    host: testinfra.host.Host,
+) -> None:
+    """A database image that does not start (the app's image under another name): the
+    previous release's database image runs again on the same volume, the bots kept."""
+    before = release_state(host)
+    name = f"db-image-probe-{int(time.time())}"
+    api(host, "POST", "/api/bots", {"name": name, "symbol": "ETH"})
+    broken = "local/not-a-database:probe"
+    run_ok(host, f"docker tag {before['images'][APP]} {broken}")  # type: ignore[index]
+    try:
+        result = ansible_playbook(
+            REPO / "molecule" / "stack" / "converge.yml",
+            INVENTORY,
+            extra_vars={"stack_db_image": broken, "stack_health_timeout": 30},
+        )
+        out = result.stdout + result.stderr
+        assert result.returncode != 0, out[-3000:]
+        assert "algo-trade-db-1 is unhealthy" in out or "algo-trade-db-1 exited" in out, out[-4000:]
+        assert_put_back(host, before, out)
+    finally:
+        host.run(f"docker image rm {broken}")
+    assert name in api(host, "GET", "/api/bots")
+
+
+def ops_playbook(name: str, **extra_vars: object) -> tuple[int, str]:
+    """One of the collection's operations playbooks on the scenario's stack host (the
+    attacker has no stack)."""
+    result = ansible_playbook(
+        REPO / "playbooks" / f"{name}.yml", INVENTORY, extra_vars={"target": "stack", **extra_vars}
+    )
+    out = result.stdout + result.stderr
+    assert_no_secret(out)
+    return result.returncode, " ".join(out.split())
+
+
+@pytest.mark.disruptive
+def test_rollback_runs_a_named_older_release_whole_and_status_lists_the_releases(
+    host: testinfra.host.Host,
+) -> None:
+    """rollback with ops_rollback_to=<release id> runs that release as it was made (its
+    image and files); status lists every kept release and says which runs. The older
+    release is the first layout's, taken over above: a release made by another layout
+    runs whole too. The host stays on it: the next tests deploy from there."""
+    running = current_release(host)
+    older = max(
+        (r for r in releases(host).values() if r["id"] != running["id"]), key=lambda r: str(r["created"])
+    )
+    db = ids(host)[DB]
+    rc, out = ops_playbook("status")
+    assert rc == 0, out[-3000:]
+    for release in releases(host).values():
+        assert f"{release['id']} {release['image']} {release['created']}" in out
+    assert re.search(rf'"?running_release"?: "?{running["id"]}', out), out[-3000:]
+    rc, out = ops_playbook("rollback", ops_rollback_to=older["id"])
+    assert rc == 0, out[-3000:]
+    assert f"rolled back from release {running['id']} ({running['image']}) to {older['id']}" in out
+    assert current_release(host)["id"] == older["id"]
+    assert image_of(host, APP) == older["image"]
+    assert f"app-{app_inputs(host)}" in older["inputs"]  # type: ignore[operator]
+    assert ids(host)[DB] == db, "a rollback that does not change the database keeps its container"
+    wait_healthy(host, timeout=60)
+    assert api(host, "GET", "/api/bots").startswith("200 ")
+
+
+@pytest.mark.disruptive
+def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.Host) -> None:
+    """stack_source: git, from a repository on the host (file://): the revision goes live."""
+    repo = "/srv/sample-app.git"
+    host.run(f"rm -rf {repo} /srv/sample-work")
+    subprocess.run(
+        ["docker", "cp", VARS["sample_app_dir"], "stack-a:/srv/sample-work"], check=True, capture_output=True
+    )
+    run_ok(
+        host,
+        "cd /srv/sample-work && rm -rf .algotrade-source .git"
+        " && sed -i 's/^pub const VERSION.*/pub const VERSION: \\&str = \"sample-git\";/'"
+        " crates/cli/src/main.rs"
+        " && git init -q -b main . && git add -A"
+        " && git -c user.name=t -c user.email=t@example.invalid commit -qm sample"
+        f" && git clone -q --bare . {repo}",
+    )
+    result = ansible_playbook(
+        REPO / "molecule" / "stack" / "converge.yml",
+        INVENTORY,
+        extra_vars={"stack_source": "git", "stack_source_git_repo": f"file://{repo}"},
+    )
+    failure = result.stdout[result.stdout.find("fatal:") :] if "fatal:" in result.stdout else ""
+    assert result.returncode == 0, failure[:4000] or result.stdout[-3000:]
+    assert_no_secret(result.stdout + result.stderr)  # a normal deploy's output
+    wait_healthy(host, timeout=30)
+    assert api(host, "GET", "/api/bots").startswith("200 sample-git")
+
+
+def byo_certificate(names: list[str], address: str) -> tuple[str, str]:
+    """An operator's own certificate and key (PEM), made on the controller."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    alt = [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(address))]
+    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + datetime.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+def served_certificate(host: testinfra.host.Host, port: int) -> str:
+    """The proxy's certificate on a published port, as PEM (asked on the host's address)."""
+    address = primary_address(host)
+    return run_ok(
+        host, f"openssl s_client -connect {address}:{port} </dev/null 2>/dev/null | openssl x509"
+    ).strip()
+
+
+def ids(host: testinfra.host.Host) -> dict[str, str]:
+    return {c: run_ok(host, f"docker inspect -f '{{{{.Id}}}}' {c}").strip() for c in (APP, DB, PROXY)}
+
+
+def secret_digest(host: testinfra.host.Host, container: str, name: str) -> str:
+    return run_ok(host, f"docker exec {container} sha256sum /run/secrets/{name}").split()[0]
+
+
+def releases(host: testinfra.host.Host) -> dict[str, dict[str, object]]:
+    """Every release on the host by id, from its release.json."""
+    ids = run_ok(host, f"ls {PROJECT}/releases").split()
+    return {i: json.loads(host.file(f"{PROJECT}/releases/{i}/release.json").content_string) for i in ids}
+
+
+@pytest.mark.disruptive
+def test_changed_settings_reach_the_containers_that_read_them_and_the_scenario_release_returns_pruned(
+    host: testinfra.host.Host,
+) -> None:
+    """A new exchange key and bots (the app's), the operator's own certificate and the web
+    terminal off (the proxy's and the app's): those two containers are recreated with
+    them, the database is not.
+
+    Then the scenario's settings again, with stack_release_keep: 2, after the releases
+    above (the first layout's, sample-2, the git source, the settings change): the
+    terminal comes back with the self-signed certificate the host made (not a renewed
+    one), and exactly two releases are kept, the running one and the newest other; the
+    services' files, the images and the first layout's files (secrets/, proxy/) that only
+    removed releases used go too."""
+    before = ids(host)
+    self_signed = host.file(f"{PROJECT}/tls/certificate.pem").content_string.strip()
+    new_key = "0xmolecule-changed-key-4be0c61f7a"
+    certificate, private_key = byo_certificate(["stack-a"], primary_address(host))
+    changed = {
+        "stack_hyperliquid_private_key": new_key,
+        "stack_bots": [{"name": "probe-bot", "symbol": "ETH"}],
+        "stack_tls_certificate": certificate,
+        "stack_tls_private_key": private_key,
+        "stack_tui_enabled": False,
+    }
+    config = secret_digest(host, APP, "app_config")
+    result = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY, extra_vars=changed)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    leaks = leaked_secrets(out, [new_key, private_key.splitlines()[1]])
+    assert not leaks, leaks
+    after = ids(host)
+    assert after[DB] == before[DB], "the database reads none of these settings"
+    assert after[APP] != before[APP]
+    assert after[PROXY] != before[PROXY]
+    assert secret_digest(host, APP, "hyperliquid_private_key") == hashlib.sha256(new_key.encode()).hexdigest()
+    assert secret_digest(host, APP, "app_config") != config
+    assert served_certificate(host, 8080) == certificate.strip()
+    assert "ttyd" not in run_ok(host, f"docker top {APP} -eo pid,args")
+    ports = docker_json(host, f"docker inspect -f '{{{{json .HostConfig.PortBindings}}}}' {PROXY}")
+    assert sorted(ports) == ["8443/tcp"]
+
+    kept_before = releases(host)
+    assert len(kept_before) >= 3, kept_before
+    back = ansible_playbook(
+        REPO / "molecule" / "stack" / "converge.yml", INVENTORY, extra_vars={"stack_release_keep": 2}
+    )
+    assert back.returncode == 0, back.stdout[-3000:]
+    wait_healthy(host, timeout=60)
+    assert ids(host)[DB] == before[DB]
+    assert "ttyd" in run_ok(host, f"docker top {APP} -eo pid,args")
+    assert served_certificate(host, 7681) == self_signed
+    assert secret_digest(host, APP, "app_config") == config
+    assert api(host, "GET", "/api/bots").startswith("200 sample-2")
+
+    kept = releases(host)
+    running = current_release(host)
+    assert len(kept) == 2, sorted(kept)
+    assert running["id"] in kept
+    others = [r for r in kept_before.values() if r["id"] != running["id"]]
+    newest_other = max(others, key=lambda r: str(r["created"]))
+    assert newest_other["id"] in kept
+    inputs = set(run_ok(host, f"ls {PROJECT}/inputs").split())
+    assert inputs == {d for r in kept.values() for d in r["inputs"]}  # type: ignore[attr-defined]
+    images = set(run_ok(host, "docker images algo-trade/app --format '{{.Repository}}:{{.Tag}}'").split())
+    assert images == {str(r["image"]) for r in kept.values()}
+    assert run_ok(host, f"ls {PROJECT}/secrets").split() == ["db_password"]
+    assert not host.file(f"{PROJECT}/proxy").exists
