@@ -265,78 +265,6 @@ def app_containers_running(host: testinfra.host.Host) -> Iterator[list[int]]:
     assert counts[-1] == running(), f"the events do not add up to what runs: {events}"
 
 
-# The last commit whose stack role kept the first layout (compose.yaml and its files in
-# the project directory), before whole releases.
-FIRST_LAYOUT = "6811067"
-
-
-def engine_events(host: testinfra.host.Host, since: str, until: str) -> list[str]:
-    """The stack's container starts and destroys between two host times, as
-    `<service> <action>` lines, from the engine's own record."""
-    return run_ok(
-        host,
-        f"docker events --since {since} --until {until} --filter type=container"
-        " --filter event=start --filter event=destroy"
-        " --format '{{index .Actor.Attributes \"com.docker.compose.service\"}} {{.Action}}'",
-    ).splitlines()
-
-
-@pytest.mark.disruptive
-def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.Host, tmp_path: Path) -> None:
-    """The collection of before whole releases (its tree at FIRST_LAYOUT, from git)
-    deploys the stack as it did; this collection then takes the host over: the data and
-    the database container stay, the app and the proxy start once, that layout becomes
-    a release (legacy-*) and a second run changes nothing.
-
-    Seen to fail without roles/stack/tasks/adopt.yml: the first release had nothing to
-    put back and left the first layout's files behind."""
-    old = tmp_path / "first-layout"
-    old.mkdir()
-    archive = subprocess.run(["git", "archive", FIRST_LAYOUT], cwd=REPO, check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
-    bot = f"first-layout-{int(time.time())}"
-    run_ok(host, f"{COMPOSE} down")
-    run_ok(host, f"find {PROJECT} -mindepth 1 -maxdepth 1 ! -name build ! -name tls -exec rm -rf {{}} +")
-    old_collection = {
-        "ANSIBLE_CONFIG": str(old / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(old / ".collections"),
-    }
-    first = ansible_playbook(old / "molecule" / "stack" / "converge.yml", INVENTORY, env=old_collection)
-    assert first.returncode == 0, first.stdout[-3000:]
-    assert not host.file(f"{PROJECT}/compose.yaml").is_symlink
-    wait_healthy(host, timeout=60)
-    api(host, "POST", "/api/bots", {"name": bot, "symbol": "ETH"})
-    db = ids(host)[DB]
-
-    since = now(host)
-    result = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-3000:]
-    assert_no_secret(out)
-    events = engine_events(host, since, now(host))
-    assert events.count("app start") == 1, events
-    assert events.count("proxy start") <= 1, events
-    assert not [e for e in events if e.startswith("db ")], events
-    assert ids(host)[DB] == db
-
-    legacy = [r for r in releases(host).values() if str(r["id"]).startswith("legacy-")]
-    assert len(legacy) == 1, sorted(releases(host))
-    kept = host.file(f"{PROJECT}/releases/{legacy[0]['id']}/compose.yaml").content_string
-    assert "./secrets/app_config" in kept
-    assert current_release(host)["id"] != legacy[0]["id"]
-    assert run_ok(host, f"readlink {PROJECT}/compose.yaml {PROJECT}/current").split() == [
-        "current/compose.yaml",
-        f"releases/{current_release(host)['id']}",
-    ]
-    wait_healthy(host, timeout=60)
-    assert bot in api(host, "GET", "/api/bots")
-    assert api(host, "GET", "/api/bots").startswith("200 sample-2")
-
-    again = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert recap(again, "stack-a")["changed"] == 0
-
-
 def image_of(host: testinfra.host.Host, container: str) -> str:
     return run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {container}").strip()
 
@@ -463,9 +391,8 @@ def test_rollback_runs_a_named_older_release_whole_and_status_lists_the_releases
     host: testinfra.host.Host,
 ) -> None:
     """rollback with ops_rollback_to=<release id> runs that release as it was made (its
-    image and files); status lists every kept release and says which runs. The older
-    release is the first layout's, taken over above: a release made by another layout
-    runs whole too. The host stays on it: the next tests deploy from there."""
+    image and files); status lists every kept release and says which runs. The host
+    stays on it: the next test starts the project directory afresh."""
     running = current_release(host)
     older = max(
         (r for r in releases(host).values() if r["id"] != running["id"]), key=lambda r: str(r["created"])
@@ -485,6 +412,78 @@ def test_rollback_runs_a_named_older_release_whole_and_status_lists_the_releases
     assert ids(host)[DB] == db, "a rollback that does not change the database keeps its container"
     wait_healthy(host, timeout=60)
     assert api(host, "GET", "/api/bots").startswith("200 ")
+
+
+# The last commit whose stack role kept the first layout (compose.yaml and its files in
+# the project directory), before whole releases.
+FIRST_LAYOUT = "6811067"
+
+
+def engine_events(host: testinfra.host.Host, since: str, until: str) -> list[str]:
+    """The stack's container starts and destroys between two host times, as
+    `<service> <action>` lines, from the engine's own record."""
+    return run_ok(
+        host,
+        f"docker events --since {since} --until {until} --filter type=container"
+        " --filter event=start --filter event=destroy"
+        " --format '{{index .Actor.Attributes \"com.docker.compose.service\"}} {{.Action}}'",
+    ).splitlines()
+
+
+@pytest.mark.disruptive
+def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.Host, tmp_path: Path) -> None:
+    """The collection of before whole releases (its tree at FIRST_LAYOUT, from git)
+    deploys the stack as it did; this collection then takes the host over: the data and
+    the database container stay, the app and the proxy start once, that layout becomes
+    a release (legacy-*) and a second run changes nothing.
+
+    Seen to fail without roles/stack/tasks/adopt.yml: the first release had nothing to
+    put back and left the first layout's files behind."""
+    old = tmp_path / "first-layout"
+    old.mkdir()
+    archive = subprocess.run(["git", "archive", FIRST_LAYOUT], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    bot = f"first-layout-{int(time.time())}"
+    run_ok(host, f"{COMPOSE} down")
+    run_ok(host, f"find {PROJECT} -mindepth 1 -maxdepth 1 ! -name build ! -name tls -exec rm -rf {{}} +")
+    old_collection = {
+        "ANSIBLE_CONFIG": str(old / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(old / ".collections"),
+    }
+    first = ansible_playbook(old / "molecule" / "stack" / "converge.yml", INVENTORY, env=old_collection)
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert not host.file(f"{PROJECT}/compose.yaml").is_symlink
+    wait_healthy(host, timeout=60)
+    api(host, "POST", "/api/bots", {"name": bot, "symbol": "ETH"})
+    db = ids(host)[DB]
+
+    since = now(host)
+    result = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert_no_secret(out)
+    events = engine_events(host, since, now(host))
+    assert events.count("app start") == 1, events
+    assert events.count("proxy start") <= 1, events
+    assert not [e for e in events if e.startswith("db ")], events
+    assert ids(host)[DB] == db
+
+    legacy = [r for r in releases(host).values() if str(r["id"]).startswith("legacy-")]
+    assert len(legacy) == 1, sorted(releases(host))
+    kept = host.file(f"{PROJECT}/releases/{legacy[0]['id']}/compose.yaml").content_string
+    assert "./secrets/app_config" in kept
+    assert current_release(host)["id"] != legacy[0]["id"]
+    assert run_ok(host, f"readlink {PROJECT}/compose.yaml {PROJECT}/current").split() == [
+        "current/compose.yaml",
+        f"releases/{current_release(host)['id']}",
+    ]
+    wait_healthy(host, timeout=60)
+    assert bot in api(host, "GET", "/api/bots")
+    assert api(host, "GET", "/api/bots").startswith("200 sample-2")
+
+    again = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert recap(again, "stack-a")["changed"] == 0
 
 
 @pytest.mark.disruptive
