@@ -303,10 +303,10 @@ def assert_put_back(host: testinfra.host.Host, before: dict[str, object], out: s
 
 @pytest.mark.disruptive
 def test_a_release_whose_daemon_exits_is_put_back_whole(host: testinfra.host.Host, tmp_path: Path) -> None:
-    """A release of a new image and new settings whose daemon exits at start (the source
-    made to refuse, and a config template without [database] url): the run fails and the
-    previous release runs again whole, its image with its own files, not the new ones;
-    the database, which the release does not touch, is the same container throughout.
+    """A release of a new image (a new version line) and new settings whose daemon exits
+    at start (a config template without [database] url): the run fails and the previous
+    release runs again whole, its image with its own files, not the new ones; the
+    database, which the release does not touch, is the same container throughout.
 
     Two swaps happen (to the new release, back to the previous one): at no moment do two
     app containers run, counted on the engine's start/die events. Run with -vvv --diff,
@@ -315,13 +315,14 @@ def test_a_release_whose_daemon_exits_is_put_back_whole(host: testinfra.host.Hos
     Seen to fail (the settings alone) with the put-back of before whole releases (the
     previous image, the new files): the app kept exiting and the host stayed unhealthy."""
     before = release_state(host)
-    broken = tmp_path / "sample-app"
-    shutil.copytree(VARS["sample_app_dir"], broken)
-    main = broken / "crates" / "cli" / "src" / "main.rs"
+    changed = tmp_path / "sample-app"
+    shutil.copytree(VARS["sample_app_dir"], changed)
+    main = changed / "crates" / "cli" / "src" / "main.rs"
     main.write_text(
-        main.read_text().replace(
-            'Some("run") => daemon::run(),',
-            'Some("run") => { eprintln!("sample fault: refusing to start"); ExitCode::from(3) }',
+        re.sub(
+            r'pub const VERSION: &str = ".*";',
+            'pub const VERSION: &str = "sample-rejected";',
+            main.read_text(),
         )
     )
     template = tmp_path / "Config.toml.j2"
@@ -333,7 +334,7 @@ def test_a_release_whose_daemon_exits_is_put_back_whole(host: testinfra.host.Hos
             "-vvv",
             "--diff",
             extra_vars={
-                "stack_source_dir": str(broken),
+                "stack_source_dir": str(changed),
                 "stack_config_template": str(template),
                 "stack_health_timeout": 60,
             },
@@ -342,7 +343,7 @@ def test_a_release_whose_daemon_exits_is_put_back_whole(host: testinfra.host.Hos
     assert len(counts) >= 5, f"expected the new release to start and die, then the old one: {counts}"
     out = result.stdout + result.stderr
     assert result.returncode != 0, out[-3000:]
-    assert "sample fault: refusing to start" in out
+    assert "[database] url is missing" in out
     assert_no_secret(out)
     assert_put_back(host, before, out)
     assert ids(host)[DB] == before["ids"][DB]  # type: ignore[index]
