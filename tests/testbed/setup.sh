@@ -62,8 +62,26 @@ step_daemon() {
   exit 1
 }
 
-# Rebuild an image only when its recipe (the files that make it) changed.
-recipe_hash() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16; }
+# A recipe's build context: its folder, plus the repository paths its file
+# `extra-context` lists (one per line), copied under the same relative paths.
+recipe_context() {
+  local recipe=$1 context=$2 path
+  cp -a "$recipe/." "$context/"
+  [ -f "$recipe/extra-context" ] || return 0
+  while read -r path; do
+    mkdir -p "$context/$(dirname "$path")"
+    cp -a "$root/$path" "$context/$path"
+  done <"$recipe/extra-context"
+}
+
+# Rebuild an image only when its recipe (the files of its build context) changed.
+recipe_hash() {
+  local context
+  context=$(mktemp -d)
+  recipe_context "$1" "$context"
+  (cd "$context" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16
+  rm -rf "$context"
+}
 image_label() {
   docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true
 }
@@ -96,7 +114,7 @@ step_images() {
   fi
   # Every folder under images/ is an image local/<folder>:<suite>, rebuilt when
   # a file of its recipe changes.
-  local recipe image sum
+  local recipe image sum context
   for recipe in "$here"/images/*/; do
     recipe=${recipe%/}
     image=local/$(basename "$recipe"):$suite
@@ -106,9 +124,12 @@ step_images() {
       continue
     fi
     log "building $image"
+    context=$(mktemp -d)
+    recipe_context "$recipe" "$context"
     # The legacy builder needs no buildx plugin and fetches nothing.
     DOCKER_BUILDKIT=0 quietly docker build --build-arg "BASE=$base_image" \
-      --label "org.algotrade.recipe=$sum" -t "$image" "$recipe"
+      --label "org.algotrade.recipe=$sum" -t "$image" "$context"
+    rm -rf "$context"
   done
   step_archives
 }
