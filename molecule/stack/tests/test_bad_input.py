@@ -226,12 +226,15 @@ class Refusals:
         self.output = self.result.stdout + self.result.stderr
 
     def refusal(self, case: str) -> str:
-        """What the tasks that failed for the case said, whitespace folded."""
+        """What the tasks that failed for the case said (a loop's: each failed item's
+        message, as the default callback prints them), whitespace folded."""
         texts = [
-            f"{result.get('msg', '')} {' '.join(map(str, result.get('argument_errors', [])))}"
+            f"{part.get('msg', '')} {' '.join(map(str, part.get('argument_errors', [])))}"
             for play in self.document["plays"]
             for task in play["tasks"]
             if (result := task["hosts"].get(alias(case))) and result.get("failed")
+            for part in [result, *result.get("results", [])]
+            if part.get("failed")
         ]
         return " ".join(" ".join(texts).split())
 
