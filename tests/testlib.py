@@ -170,9 +170,16 @@ def run_json(
 
 
 def failures(document: dict[str, Any], host: str) -> list[str]:
-    """The messages of the tasks that failed on a host (not those a rescue or ignore_errors took)."""
+    """What each task that failed on a host said (not those ignore_errors took), one text
+    per task: its message, a loop's failed items' messages (the task's own is then "One
+    or more items failed"), and a role's argument errors, as the default callback prints them."""
+
+    def said(result: dict[str, Any]) -> str:
+        errors = " ".join(map(str, result.get("argument_errors", [])))
+        return f"{result.get('msg', '')} {errors}".strip()
+
     return [
-        str(result.get("msg", ""))
+        " ".join(said(part) for part in [result, *result.get("results", [])] if part.get("failed"))
         for entry in document["plays"]
         for task in entry["tasks"]
         if (result := task["hosts"].get(host)) and result.get("failed") and not result.get("ignore_errors")

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 from stackenv import INVENTORY, PROJECT, STACK_HOSTS, assert_no_secret
-from testlib import REPO, run_json
+from testlib import REPO, failures, run_json
 
 testinfra_hosts = STACK_HOSTS
 
@@ -227,17 +227,8 @@ class Refusals:
         self.output = self.result.stdout + self.result.stderr
 
     def refusal(self, case: str) -> str:
-        """What the tasks that failed for the case said (a loop's: each failed item's
-        message, as the default callback prints them), whitespace folded."""
-        texts = [
-            f"{part.get('msg', '')} {' '.join(map(str, part.get('argument_errors', [])))}"
-            for play in self.document["plays"]
-            for task in play["tasks"]
-            if (result := task["hosts"].get(alias(case))) and result.get("failed")
-            for part in [result, *result.get("results", [])]
-            if part.get("failed")
-        ]
-        return " ".join(" ".join(texts).split())
+        """What the tasks that failed for the case said, whitespace folded."""
+        return " ".join(" ".join(failures(self.document, alias(case))).split())
 
 
 @pytest.fixture(scope="module")
