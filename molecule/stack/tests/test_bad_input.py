@@ -13,7 +13,11 @@ its own row (no refusal, or changed > 0) and in the snapshot's diff.
 
 To see it fail: skip preflight's settings check (`when: false`) and run the scenario's
 verify; the cases of that check find no refusal, and the snapshot diff names what the
-runs changed. Seen to fail so (one run per case then): with the health path's rule of
+runs changed. Seen to fail so in the one run (c68f547, converged scenario): with the
+health path's rule made `ok: true`, 2 failed, 35 passed in 182 s: the case's row (no
+refusal) and the snapshot (the case's release went as far as its gate and was put back:
+new app and proxy container IDs, a new image and proxy inputs, the certificate renewed
+for the alias's name). Seen to fail so before (one run per case): with the health path's rule of
 tasks/settings.yml made `ok: true`, `-k health-path-relative` failed against the
 converged scenario (the run went on to a release that failed its gate and was put back:
 changed=8, no "stack_health_path: must be an API path" in the output); the rule back, it passed.
