@@ -32,8 +32,21 @@ def _default(option: dict[str, Any]) -> str:
     return "`" + json.dumps(option["default"]) + "`"
 
 
+def _table(options: dict[str, Any]) -> list[str]:
+    out = ["| Variable | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    for name, option in options.items():
+        kind = option.get("type", "str")
+        if kind == "list" and "elements" in option:
+            kind = f"list of {option['elements']}"
+        if "choices" in option:
+            kind += " (" + ", ".join(f"`{c}`" for c in option["choices"]) + ")"
+        out.append(f"| `{name}` | {kind} | {_default(option)} | {_text(option['description'])} |")
+    return out
+
+
 def render(role: Path) -> str:
-    spec = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    spec = specs["main"]
     out = [
         f"# Role `algotrade.deploy.{role.name}`",
         "",
@@ -44,16 +57,15 @@ def render(role: Path) -> str:
         *[_text(line) + "\n" for line in spec.get("description", [])],
         "## Variables",
         "",
-        "| Variable | Type | Default | Description |",
-        "| --- | --- | --- | --- |",
+        *_table(spec["options"]),
     ]
-    for name, option in spec["options"].items():
-        kind = option.get("type", "str")
-        if kind == "list" and "elements" in option:
-            kind = f"list of {option['elements']}"
-        if "choices" in option:
-            kind += " (" + ", ".join(f"`{c}`" for c in option["choices"]) + ")"
-        out.append(f"| `{name}` | {kind} | {_default(option)} | {_text(option['description'])} |")
+    # Entry points that other roles and playbooks call (tasks_from), with their own inputs.
+    for entry, other in specs.items():
+        if entry == "main":
+            continue
+        out += ["", f"## Entry point `{entry}`", "", _text(other["short_description"]) + ".", ""]
+        out += [_text(line) + "\n" for line in other.get("description", [])]
+        out += _table(other["options"]) if other.get("options") else ["No inputs."]
     return "\n".join(out) + "\n"
 
 

@@ -227,7 +227,7 @@ def test_second_run_is_refused_while_the_first_holds_the_lock(hosts: dict[str, t
     test lets go: no timing involved) refuses a second deploy there, which leaves the lock
     to its holder and fleet-a as it was; the holder then releases it.
 
-    Seen to fail when lock.yml's refusal was switched off (`when: false` on the fail
+    Seen to fail when the lock role's refusal was switched off (`when: false` on the fail
     task): the second run deployed its change to fleet-a while the lock was held.
     """
     before = fleet(hosts)
