@@ -16,7 +16,7 @@ import testinfra.host
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from playwright.sync_api import sync_playwright
-from stackenv import PROJECT, STACK_HOSTS, VARS, api
+from stackenv import STACK_HOSTS, VARS, api, release_file
 from testlib import REPO
 
 testinfra_hosts = STACK_HOSTS
@@ -39,7 +39,7 @@ def address_of(instance: str) -> str:
 def test_browser_shows_the_tui_and_a_key_press_changes_it(host: testinfra.host.Host) -> None:
     for name in ("browser-a", "browser-b"):
         api(host, "POST", "/api/bots", {"name": name, "symbol": "BTC"})
-    pin = spki_pin(host.file(f"{PROJECT}/tls/certificate.pem").content_string)
+    pin = spki_pin(host.file(release_file(host, "tls", "certificate.pem")).content_string)
     url = f"https://{address_of('stack-a')}:7681/"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:

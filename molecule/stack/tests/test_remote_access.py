@@ -18,7 +18,7 @@ from pathlib import Path
 import pyte
 import pytest
 import testinfra.host
-from stackenv import API_LOGIN, APP, PROJECT, STACK_HOSTS, TUI_LOGIN, attacker
+from stackenv import API_LOGIN, APP, STACK_HOSTS, TUI_LOGIN, attacker, release_file
 from testlib import run_ok
 
 testinfra_hosts = STACK_HOSTS
@@ -83,7 +83,7 @@ def curlrc(login: str) -> str:
 def outside(host: testinfra.host.Host) -> testinfra.host.Host:
     """The attacker with the stack's certificate as its trust anchor and the logins in files."""
     other = attacker()
-    put("stack-ca.pem", host.file(f"{PROJECT}/tls/certificate.pem").content_string)
+    put("stack-ca.pem", host.file(release_file(host, "tls", "certificate.pem")).content_string)
     put("tui.curlrc", curlrc(TUI_LOGIN))
     put("api.curlrc", curlrc(API_LOGIN))
     put("wrong.curlrc", curlrc("trader:not-the-password-at-all"))
@@ -281,7 +281,8 @@ def test_an_address_outside_the_allowed_networks_is_refused_even_with_the_login(
     """A third machine on the same network, not in stack_allowed_networks: 403."""
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "tui.curlrc").write_text(curlrc(TUI_LOGIN))
-        (Path(tmp) / "ca.pem").write_text(host.file(f"{PROJECT}/tls/certificate.pem").content_string)
+        certificate = host.file(release_file(host, "tls", "certificate.pem")).content_string
+        (Path(tmp) / "ca.pem").write_text(certificate)
         result = subprocess.run(
             ["docker", "run", "--rm", "--network", "molecule-stack", "-v", f"{tmp}:/probe:ro",
              "--entrypoint", "curl", "local/molecule-host:trixie", "-s", "-o", "/dev/null",

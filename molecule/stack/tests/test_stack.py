@@ -122,7 +122,7 @@ def test_proxy_reaches_the_app_but_not_the_database(host: testinfra.host.Host) -
         ("app", "hyperliquid_private_key", 10001),
         ("proxy", "tui_htpasswd", 101),
         ("proxy", "api_htpasswd", 101),
-        ("", "tls/private_key.pem", 0),
+        ("tls", "private_key.pem", 0),
     ],
 )
 def test_secret_files_0400_owned_by_their_reader(
@@ -308,6 +308,11 @@ def test_a_release_whose_daemon_exits_is_put_back_whole(host: testinfra.host.Hos
     release runs again whole, its image with its own files, not the new ones; the
     database, which the release does not touch, is the same container throughout.
 
+    The new release also names the certificate for another name: the release put back
+    serves the certificate it was made with. Seen to fail while the self-signed
+    certificate lay outside the releases (tls/, made anew for the new names before the
+    gate): the put-back served the failed release's certificate.
+
     Two swaps happen (to the new release, back to the previous one): at no moment do two
     app containers run, counted on the engine's start/die events. Run with -vvv --diff,
     the same run shows that no secret reaches Ansible's output.
@@ -327,6 +332,7 @@ def test_a_release_whose_daemon_exits_is_put_back_whole(host: testinfra.host.Hos
     )
     template = tmp_path / "Config.toml.j2"
     template.write_text('[server]\nhost = "0.0.0.0"\nport = 8080\n')
+    certificate = served_certificate(host, 7681)
     with app_containers_running(host) as counts:
         result = ansible_playbook(
             REPO / "molecule" / "stack" / "converge.yml",
@@ -336,6 +342,7 @@ def test_a_release_whose_daemon_exits_is_put_back_whole(host: testinfra.host.Hos
             extra_vars={
                 "stack_source_dir": str(changed),
                 "stack_config_template": str(template),
+                "stack_tls_names": ["renamed.stack-a.example"],
                 "stack_health_timeout": 60,
             },
         )
@@ -348,6 +355,7 @@ def test_a_release_whose_daemon_exits_is_put_back_whole(host: testinfra.host.Hos
     assert_put_back(host, before, out)
     assert ids(host)[DB] == before["ids"][DB]  # type: ignore[index]
     assert api(host, "GET", "/api/bots").startswith("200 sample-2")
+    assert served_certificate(host, 7681) == certificate, "the release put back serves its own certificate"
 
 
 @pytest.mark.disruptive
@@ -435,8 +443,9 @@ def engine_events(host: testinfra.host.Host, since: str, until: str) -> list[str
 def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.Host, tmp_path: Path) -> None:
     """The collection of before whole releases (its tree at FIRST_LAYOUT, from git)
     deploys the stack as it did; this collection then takes the host over: the data and
-    the database container stay, the app and the proxy start once, that layout becomes
-    a release (legacy-*) and a second run changes nothing.
+    the database container stay, the app and the proxy start once, the proxy serves the
+    same self-signed certificate (tls/ of before, taken into a release), that layout
+    becomes a release (legacy-*) and a second run changes nothing.
 
     Seen to fail without roles/stack/tasks/adopt.yml: the first release had nothing to
     put back and left the first layout's files behind."""
@@ -457,6 +466,7 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
     wait_healthy(host, timeout=60)
     api(host, "POST", "/api/bots", {"name": bot, "symbol": "ETH"})
     db = ids(host)[DB]
+    certificate = served_certificate(host, 7681)
 
     since = now(host)
     result = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
@@ -481,6 +491,7 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
     wait_healthy(host, timeout=60)
     assert bot in api(host, "GET", "/api/bots")
     assert api(host, "GET", "/api/bots").startswith("200 sample-2")
+    assert served_certificate(host, 7681) == certificate, "the certificate its users trust is kept"
 
     again = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
     assert again.returncode == 0, again.stdout[-3000:]
@@ -575,10 +586,10 @@ def test_changed_settings_reach_the_containers_that_read_them_and_the_scenario_r
     above (the first layout's, sample-2, the git source, the settings change): the
     terminal comes back with the self-signed certificate the host made (not a renewed
     one), and exactly two releases are kept, the running one and the newest other; the
-    services' files, the images and the first layout's files (secrets/, proxy/) that only
-    removed releases used go too."""
+    services' files, the images and the first layout's files (secrets/, proxy/, tls/) that
+    only removed releases used go too."""
     before = ids(host)
-    self_signed = host.file(f"{PROJECT}/tls/certificate.pem").content_string.strip()
+    self_signed = host.file(release_file(host, "tls", "certificate.pem")).content_string.strip()
     new_key = "0xmolecule-changed-key-4be0c61f7a"
     certificate, private_key = byo_certificate(["stack-a"], primary_address(host))
     changed = {
@@ -631,3 +642,4 @@ def test_changed_settings_reach_the_containers_that_read_them_and_the_scenario_r
     assert images == {str(r["image"]) for r in kept.values()}
     assert run_ok(host, f"ls {PROJECT}/secrets").split() == ["db_password"]
     assert not host.file(f"{PROJECT}/proxy").exists
+    assert not host.file(f"{PROJECT}/tls").exists, "the certificate of the first layout went with its release"
