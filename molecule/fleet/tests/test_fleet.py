@@ -330,8 +330,8 @@ def test_only_the_hosts_that_change_enter_the_batches(
     """The plan reads every host at once; the hosts already on the release never enter a batch.
 
     Which hosts ran the rollout play is read from the JSON callback, play by play (a
-    renamed play fails the comparison). Seen to fail when the plan's set_fact put every
-    host in the rollout (`__stack_rollout_hosts: ansible_play_hosts`).
+    renamed play fails the comparison). Seen to fail when the plan put every host in
+    the rollout (its hand-over then a set_fact of `ansible_play_hosts` on localhost).
     """
     before = fleet(hosts)
     result, document = run_json(SITE, INVENTORY)
