@@ -199,6 +199,36 @@ def test_check_mode_on_the_deployed_host_reports_no_change(host: testinfra.host.
     assert run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}") == started
 
 
+def published(host: testinfra.host.Host) -> dict[str, object]:
+    """The stack role's local fact, as ops and backup gather it."""
+    fact = host.file("/etc/ansible/facts.d/algotrade_deploy.fact")
+    assert (fact.user, fact.group, fact.mode) == ("root", "root", 0o644)
+    return dict(json.loads(fact.content_string))
+
+
+def test_the_stack_is_published_for_the_operations_roles(host: testinfra.host.Host) -> None:
+    """The stack role publishes where the stack lives and what runs as one local fact,
+    ansible_local.algotrade_deploy; status finds the stack by it even when the
+    inventory's stack_project_dir points elsewhere (ops no longer copies the stack's
+    defaults). Seen to fail against the roles of before the fact (the file is absent
+    on a host they deployed, and their status reads stack_project_dir)."""
+    running = current_release(host)
+    assert published(host) == {
+        "project_dir": PROJECT,
+        "project_name": "algo-trade",
+        "app_image_repository": "algo-trade/app",
+        "runtime_image": VARS["stack_runtime_image"],
+        "current_release": running["id"],
+        "image": running["image"],
+        "api_url": running["api_url"],
+        "health_path": "/api/bots",
+        "health_timeout": running["health_timeout"],
+    }
+    rc, out = ops_playbook("status", stack_project_dir="/srv/not-the-stack")
+    assert rc == 0, out[-3000:]
+    assert re.search(rf'"?running_release"?: "?{running["id"]}', out), out[-3000:]
+
+
 # --- Disruptive tests (run last): each leaves the stack healthy. ---------------
 
 
@@ -416,6 +446,7 @@ def test_rollback_runs_a_named_older_release_whole_and_status_lists_the_releases
     assert rc == 0, out[-3000:]
     assert f"rolled back from release {running['id']} ({running['image']}) to {older['id']}" in out
     assert current_release(host)["id"] == older["id"]
+    assert published(host)["current_release"] == older["id"], "the rollback publishes what runs"
     assert image_of(host, APP) == older["image"]
     assert f"app-{app_inputs(host)}" in older["inputs"]  # type: ignore[operator]
     assert ids(host)[DB] == db, "a rollback that does not change the database keeps its container"
