@@ -144,3 +144,118 @@ def test_stack_preflight_refuses_a_changed_database_password(tmp_path: Path) -> 
     assert new not in out, "the new password reached the output"
     assert deployed not in out, "the deployed password reached the output"
     assert "changed=0" in out
+
+
+# (setting, bad value, text its refusal must hold): every rule broken in one run.
+BROKEN_RULES = [
+    ("stack_project_dir", "/srv", "stack_project_dir: must be a directory of the stack's own"),
+    ("stack_project_name", "Algo Trade", "stack_project_name: must be a Compose project name"),
+    ("stack_db_name", 'algo"trade', "stack_db_name: must be a PostgreSQL name without quoting"),
+    ("stack_db_user", "algo user", "stack_db_user: must be a PostgreSQL name without quoting"),
+    ("stack_app_memory_limit", "0", "stack_app_memory_limit: must be a size like 512m or 1g (0 would stop"),
+    ("stack_app_pids_limit", -1, "stack_app_pids_limit: must be at least 16 processes"),
+    (
+        "stack_bots",
+        [{"name": "eth-grid"}, {"name": "btc"}, {"name": "eth-grid"}],
+        "stack_bots: names eth-grid more than once",
+    ),
+    (
+        "stack_hyperliquid_private_key",
+        "0x1234",
+        "stack_hyperliquid_private_key: must be a private key, 0x and 64",
+    ),
+    (
+        "stack_hyperliquid_api_wallet_key",
+        "0x" + "g" * 64,
+        "stack_hyperliquid_api_wallet_key: must be a private",
+    ),
+    (
+        "stack_hyperliquid_account_address",
+        "0x" + "a" * 64,
+        "stack_hyperliquid_account_address: must be an add",
+    ),
+]
+
+
+def test_stack_preflight_reports_every_broken_setting_in_one_run(tmp_path: Path) -> None:
+    """Seen to fail before these rules existed: the run went on to read the host."""
+    settings = {name: value for name, value, _ in BROKEN_RULES}
+    result = check_described_host(
+        tmp_path,
+        {
+            **STACK_ON_DEBIAN_12,
+            **settings,
+            "stack_db_password": "a-real-db-password-42",
+            "stack_tui_password": "a-real-tui-password-42",
+        },
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    missing = [text for _, _, text in BROKEN_RULES if text not in out]
+    assert not missing, f"{missing} not in:\n{out[-6000:]}"
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        pytest.param(
+            {"stack_source": "git", "stack_source_git_repo": "github.com/you/deep-algo"},
+            "stack_source_git_repo: must be a Git URL",
+            id="git-url-without-scheme",
+        ),
+        pytest.param({"stack_project_dir": "/opt/../etc"}, "without . or ..", id="project-dir-climbs"),
+    ],
+)
+def test_stack_preflight_refuses_a_malformed_source_or_directory(
+    tmp_path: Path, settings: dict[str, str], expected: str
+) -> None:
+    result = check_described_host(
+        tmp_path,
+        {
+            **STACK_ON_DEBIAN_12,
+            **settings,
+            "stack_db_password": "a-real-db-password-42",
+            "stack_tui_password": "a-real-tui-password-42",
+        },
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert expected in out, out[-4000:]
+
+
+def test_stack_preflight_takes_good_values_of_the_same_settings(tmp_path: Path) -> None:
+    """The rules above refuse only what they must: real formats pass."""
+    good = {
+        "stack_project_dir": "/opt/algo-trade.2",
+        "stack_project_name": "algo_trade-2",
+        "stack_db_name": "_algo_trade2",
+        "stack_db_user": "algo",
+        "stack_app_memory_limit": "1536m",
+        "stack_app_pids_limit": 16,
+        "stack_bots": [{"name": "eth-grid"}, {"name": "btc"}],
+        "stack_hyperliquid_private_key": "0x" + "aB3" * 21 + "c",
+        "stack_hyperliquid_api_wallet_key": "0x" + "0" * 64,
+        "stack_hyperliquid_account_address": "0x" + "Fe" * 20,
+        "stack_source": "git",
+        "stack_source_git_repo": "git@git.example.org:you/deep-algo.git",
+    }
+    for repo in (
+        "git@git.example.org:you/deep-algo.git",
+        "https://git.example.org/you/deep-algo.git",
+        "file:///srv/x",
+    ):
+        result = check_described_host(
+            tmp_path,
+            {
+                **STACK_ON_DEBIAN_12,
+                **good,
+                "stack_source_git_repo": repo,
+                "stack_db_password": "a-real-db-password-42",
+                "stack_tui_password": "a-real-tui-password-42",
+            },
+        )
+        out = result.stdout + result.stderr
+        for name in good:
+            assert f"{name}: must" not in out, out[-4000:]
+        assert "failed: [described] (item=" not in out, out[-4000:]
+        assert "ok: [described] => (item=stack_source_git_repo)" in out, out[-4000:]

@@ -164,6 +164,43 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("login-name-with-colon", {"stack_tui_user": "tra:der"}, "stack_tui_user: must be a login name"),
     # A trailing newline would end the htpasswd line early ($ in a regex lets it through).
     ("login-name-with-newline", {"stack_tui_user": "trader\n"}, "stack_tui_user: must be a login name"),
+    # What a new user tried against a deployed host: each was deployed, or took the
+    # trader down, or left junk behind, before these rules.
+    (
+        "project-name-with-a-space",
+        {"stack_project_name": "algo trade"},
+        "stack_project_name: must be a Compose",
+    ),
+    ("project-name-climbs", {"stack_project_name": "../x"}, "stack_project_name: must be a Compose"),
+    ("project-dir-root", {"stack_project_dir": "/"}, "stack_project_dir: must be an absolute path"),
+    (
+        "project-dir-system",
+        {"stack_project_dir": "/srv"},
+        "stack_project_dir: must be a directory of the stack's",
+    ),
+    ("db-name-with-a-quote", {"stack_db_name": "algo'trade"}, "stack_db_name: must be a PostgreSQL name"),
+    ("db-user-with-a-space", {"stack_db_user": "algo user"}, "stack_db_user: must be a PostgreSQL name"),
+    (
+        "memory-limit-zero",
+        {"stack_app_memory_limit": "0"},
+        "stack_app_memory_limit: must be a size like 512m",
+    ),
+    ("pids-limit-negative", {"stack_app_pids_limit": -1}, "stack_app_pids_limit: must be at least 16"),
+    (
+        "bots-with-one-name",
+        {"stack_bots": [{"name": "eth"}, {"name": "eth", "symbol": "BTC"}]},
+        "stack_bots: names eth more than once",
+    ),
+    (
+        "private-key-short",
+        {"stack_hyperliquid_private_key": "0x1234"},
+        "must be a private key, 0x and 64 hex",
+    ),
+    (
+        "git-url-malformed",
+        {"stack_source": "git", "stack_source_git_repo": "not a url"},
+        "stack_source_git_repo: must be a Git URL",
+    ),
     (
         "ttyd-release-without-url",
         {"stack_ttyd_source": "release"},

@@ -621,7 +621,7 @@ def test_changed_settings_reach_the_containers_that_read_them_and_the_scenario_r
     only removed releases used go too."""
     before = ids(host)
     self_signed = host.file(release_file(host, "tls", "certificate.pem")).content_string.strip()
-    new_key = "0xmolecule-changed-key-4be0c61f7a"
+    new_key = "0x4be0c61f" + "7a" * 28  # a changed key, in the format the preflight asks
     certificate, private_key = byo_certificate(["stack-a"], primary_address(host))
     changed = {
         "stack_hyperliquid_private_key": new_key,
