@@ -178,7 +178,8 @@ BROKEN_RULES = [
 
 
 def test_stack_preflight_reports_every_broken_setting_in_one_run(tmp_path: Path) -> None:
-    """Seen to fail before these rules existed: the run went on to read the host."""
+    """Seen to fail against the settings rules of before (fda69e4): no refusal, the check
+    run went on to the host and ended ok (so did each malformed-source case below)."""
     settings = {name: value for name, value, _ in BROKEN_RULES}
     result = check_described_host(
         tmp_path,
