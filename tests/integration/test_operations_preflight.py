@@ -6,10 +6,11 @@ beyond the stack's compose file, or changed.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
-from testlib import check_described_host
+from testlib import REPO, ansible_playbook, check_described_host
 
 
 @pytest.mark.parametrize(
@@ -21,6 +22,12 @@ from testlib import check_described_host
             {"backup_dir": "/var/"},
             ["backup_dir=/var/ must be an absolute directory of its own"],
             id="shared-dir",
+        ),
+        pytest.param(
+            "backup",
+            {"backup_dir": "/tmp"},  # noqa: S108 (the refusal is the point)
+            ["backup_dir=/tmp must be an absolute directory of its own", "made private (0700)"],
+            id="system-dir",
         ),
         pytest.param(
             "backup",
@@ -106,3 +113,28 @@ def test_operations_preflight_refuses(
     assert "changed=0" in out
     password = str(extra_vars.get("stack_db_password", "")).strip()
     assert not password or password not in out
+
+
+@pytest.mark.parametrize("playbook", ["restore", "teardown"])
+def test_restore_and_teardown_refuse_hosts_the_run_does_not_name(tmp_path: Path, playbook: str) -> None:
+    """Two hosts and no target: refused before either host is read. Seen to fail before
+    the guard (the run went on to both hosts' preflight)."""
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        "[trading]\n"
+        + "".join(
+            f"{h} ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+            for h in ("h1", "h2")
+        )
+    )
+    refused = ansible_playbook(REPO / "playbooks" / f"{playbook}.yml", inventory)
+    out = refused.stdout + refused.stderr
+    assert refused.returncode != 0, out
+    assert "2 hosts (h1, h2) that it does not name. Name them: -e target=HOST" in " ".join(out.split()), out
+    assert "Read what the stack role published" not in out, "refused before any host was read"
+    named = ansible_playbook(REPO / "playbooks" / f"{playbook}.yml", inventory, extra_vars={"target": "h1"})
+    out = named.stdout + named.stderr
+    # Named, the run goes on to h1 alone: its role's own preflight (no stack here) answers.
+    assert "that it does not name" not in out
+    assert "There is no stack in" in out, out[-3000:]
+    assert "h2" not in out
