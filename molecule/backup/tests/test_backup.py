@@ -712,6 +712,10 @@ def test_teardown_keeps_the_volumes(host: testinfra.host.Host) -> None:
     volumes = run_ok(host, "docker volume ls -q").split()
     assert {"algo-trade_db-data", "algo-trade_app-data"} <= set(volumes)
     assert "volumes kept: " in out
+    # Its nightly run would start the database of a stack that is gone.
+    assert "the backup timer is removed" in out
+    assert not host.file("/etc/systemd/system/algo-trade-backup.timer").exists
+    assert host.run("systemctl is-enabled algo-trade-backup.timer").rc != 0
 
 
 def test_teardown_deleting_the_data_leaves_a_final_backup(host: testinfra.host.Host) -> None:
