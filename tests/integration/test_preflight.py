@@ -150,6 +150,7 @@ def test_stack_preflight_refuses_a_changed_database_password(tmp_path: Path) -> 
 BROKEN_RULES = [
     ("stack_project_dir", "/srv", "stack_project_dir: must be a directory of the stack's own"),
     ("stack_project_name", "Algo Trade", "stack_project_name: must be a Compose project name"),
+    ("stack_break_lock", "true", "stack_break_lock: names the one stale lock to break: the run id"),
     ("stack_db_name", 'algo"trade', "stack_db_name: must be a PostgreSQL name without quoting"),
     ("stack_db_user", "algo user", "stack_db_user: must be a PostgreSQL name without quoting"),
     ("stack_app_memory_limit", "0", "stack_app_memory_limit: must be a size like 512m or 1g (0 would stop"),

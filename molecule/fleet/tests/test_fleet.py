@@ -263,7 +263,7 @@ def test_second_run_is_refused_while_the_first_holds_the_lock(hosts: dict[str, t
         f"fleet-a is locked by another deploy: {holder['by']} since {holder['since']}, for "
         f"{holder['version']} (run {holder['id']}; lock file {LOCK})" in " ".join(out.split())
     )
-    assert "stack_break_lock=true" in out
+    assert f"run again with -e stack_break_lock={holder['id']}." in " ".join(out.split())
     assert recap(second, "fleet-a")["failed"] == 1
     assert holder_run.returncode == 0, holder_out[-5000:]
     # The change the refused run carried (a log setting) never reached fleet-a.
@@ -272,7 +272,8 @@ def test_second_run_is_refused_while_the_first_holds_the_lock(hosts: dict[str, t
 
 
 def test_stale_lock_is_broken_on_request(hosts: dict[str, testinfra.host.Host]) -> None:
-    """A lock left by a run that died: -e stack_break_lock=true removes it, deploys, releases."""
+    """A lock left by a run that died: -e stack_break_lock=<its run id> removes it, deploys,
+    releases (tests/integration/test_lock.py: no other id breaks it)."""
     stale = {
         "id": "0123456789abcdef",
         "by": "ghost@elsewhere",
@@ -281,7 +282,9 @@ def test_stale_lock_is_broken_on_request(hosts: dict[str, testinfra.host.Host]) 
     }
     run_ok(hosts["fleet-a"], f"echo '{json.dumps(stale)}' > {LOCK}")
     before = fleet(hosts)
-    result = ansible_playbook(STACK, INVENTORY, "--limit", "fleet-a", extra_vars={"stack_break_lock": True})
+    result = ansible_playbook(
+        STACK, INVENTORY, "--limit", "fleet-a", extra_vars={"stack_break_lock": stale["id"]}
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-5000:]
     assert "ghost@elsewhere" not in out
