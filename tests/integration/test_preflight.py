@@ -261,3 +261,42 @@ def test_stack_preflight_takes_good_values_of_the_same_settings(tmp_path: Path) 
             assert f"{name}: must" not in out, out[-4000:]
         assert "failed: [described] (item=" not in out, out[-4000:]
         assert "ok: [described] => (item=stack_source_git_repo)" in out, out[-4000:]
+
+
+def test_stack_preflight_refuses_what_the_deployed_stack_fixes(tmp_path: Path) -> None:
+    """A database name or user other than the running database's, and a project name or
+    directory other than the deployed stack's (the stack role's local fact), are refused
+    before the host changes; the same values pass. Seen to fail before these checks: the
+    runs went on (rc 0 in check mode)."""
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  db:\n    environment:\n      POSTGRES_DB: algo_trade\n      POSTGRES_USER: algo\n"
+    )
+    deployed = {"algotrade_deploy": {"project_name": "algo-trade", "project_dir": str(tmp_path)}}
+    base = {
+        **STACK_ON_DEBIAN_12,
+        "stack_project_dir": str(tmp_path),
+        "stack_db_password": "a-real-db-password-42",
+        "stack_tui_password": "a-real-tui-password-42",
+        "ansible_local": deployed,
+    }
+    result = check_described_host(
+        tmp_path, {**base, "stack_db_name": "algo_other", "stack_db_user": "trader"}
+    )
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, out
+    assert (
+        "stack_db_name=algo_other, but the database of the stack on described was made as algo_trade" in out
+    )
+    assert "stack_db_user=trader, but the database of the stack on described was made as algo" in out
+    assert "Keep stack_db_name: algo_trade" in out
+
+    result = check_described_host(tmp_path, {**base, "stack_project_name": "algo-two"})
+    out = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, out
+    assert f"described runs the stack algo-trade in {tmp_path}; stack_project_name=algo-two" in out
+
+    result = check_described_host(tmp_path, base)
+    out = " ".join((result.stdout + result.stderr).split())
+    assert "was made as" not in out
+    assert "would start a second one" not in out
+    assert "ok: [described] => (item=stack_db_user)" in out
