@@ -715,6 +715,8 @@ def test_teardown_keeps_the_volumes(host: testinfra.host.Host) -> None:
     # Its nightly run would start the database of a stack that is gone.
     assert "the backup timer is removed" in out
     assert not host.file("/etc/systemd/system/algo-trade-backup.timer").exists
+    # Nothing runs: the stack role's local fact is withdrawn (another project may come).
+    assert not host.file("/etc/ansible/facts.d/algotrade_deploy.fact").exists
     assert host.run("systemctl is-enabled algo-trade-backup.timer").rc != 0
 
 
