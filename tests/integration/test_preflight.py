@@ -181,7 +181,7 @@ BROKEN_RULES = [
 def test_stack_preflight_reports_every_broken_setting_in_one_run(tmp_path: Path) -> None:
     """Seen to fail against the settings rules of before (fda69e4): no refusal, the check
     run went on to the host and ended ok (so did each malformed-source case below)."""
-    settings = {name: value for name, value, _ in BROKEN_RULES}
+    settings = {name: value for name, value, _refusal in BROKEN_RULES}
     result = check_described_host(
         tmp_path,
         {
@@ -193,7 +193,7 @@ def test_stack_preflight_reports_every_broken_setting_in_one_run(tmp_path: Path)
     )
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
-    missing = [text for _, _, text in BROKEN_RULES if text not in out]
+    missing = [text for _name, _value, text in BROKEN_RULES if text not in out]
     assert not missing, f"{missing} not in:\n{out[-6000:]}"
 
 
