@@ -288,7 +288,7 @@ def test_stack_preflight_refuses_what_the_deployed_stack_fixes(tmp_path: Path) -
         "stack_db_name=algo_other, but the database of the stack on described was made as algo_trade" in out
     )
     assert "stack_db_user=trader, but the database of the stack on described was made as algo" in out
-    assert "Keep stack_db_name: algo_trade" in out
+    assert "Keep stack_db_name: algo_trade," in out
 
     result = check_described_host(tmp_path, {**base, "stack_project_name": "algo-two"})
     out = " ".join((result.stdout + result.stderr).split())
