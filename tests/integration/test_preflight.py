@@ -178,21 +178,21 @@ BROKEN_RULES = [
 ]
 
 
+REAL_SECRETS = {"stack_db_password": "a-real-db-password-42", "stack_tui_password": "a-real-tui-password-42"}
+
+
+def stack_check(tmp_path: Path, **settings: object) -> tuple[int, str]:
+    """The stack role's check on the described Debian 12 host, with real secrets and the
+    case's settings: its exit code and its output, whitespace normalised."""
+    result = check_described_host(tmp_path, {**STACK_ON_DEBIAN_12, **REAL_SECRETS, **settings})
+    return result.returncode, " ".join((result.stdout + result.stderr).split())
+
+
 def test_stack_preflight_reports_every_broken_setting_in_one_run(tmp_path: Path) -> None:
     """Seen to fail against the settings rules of before (fda69e4): no refusal, the check
     run went on to the host and ended ok (so did each malformed-source case below)."""
-    settings = {name: value for name, value, _refusal in BROKEN_RULES}
-    result = check_described_host(
-        tmp_path,
-        {
-            **STACK_ON_DEBIAN_12,
-            **settings,
-            "stack_db_password": "a-real-db-password-42",
-            "stack_tui_password": "a-real-tui-password-42",
-        },
-    )
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out
+    rc, out = stack_check(tmp_path, **{name: value for name, value, _refusal in BROKEN_RULES})
+    assert rc != 0, out
     missing = [text for _name, _value, text in BROKEN_RULES if text not in out]
     assert not missing, f"{missing} not in:\n{out[-6000:]}"
 
@@ -211,17 +211,8 @@ def test_stack_preflight_reports_every_broken_setting_in_one_run(tmp_path: Path)
 def test_stack_preflight_refuses_a_malformed_source_or_directory(
     tmp_path: Path, settings: dict[str, str], expected: str
 ) -> None:
-    result = check_described_host(
-        tmp_path,
-        {
-            **STACK_ON_DEBIAN_12,
-            **settings,
-            "stack_db_password": "a-real-db-password-42",
-            "stack_tui_password": "a-real-tui-password-42",
-        },
-    )
-    out = result.stdout + result.stderr
-    assert result.returncode != 0, out
+    rc, out = stack_check(tmp_path, **settings)
+    assert rc != 0, out
     assert expected in out, out[-4000:]
 
 
@@ -246,17 +237,7 @@ def test_stack_preflight_takes_good_values_of_the_same_settings(tmp_path: Path) 
         "https://git.example.org/you/deep-algo.git",
         "file:///srv/x",
     ):
-        result = check_described_host(
-            tmp_path,
-            {
-                **STACK_ON_DEBIAN_12,
-                **good,
-                "stack_source_git_repo": repo,
-                "stack_db_password": "a-real-db-password-42",
-                "stack_tui_password": "a-real-tui-password-42",
-            },
-        )
-        out = result.stdout + result.stderr
+        _rc, out = stack_check(tmp_path, **{**good, "stack_source_git_repo": repo})
         for name in good:
             assert f"{name}: must" not in out, out[-4000:]
         assert "failed: [described] (item=" not in out, out[-4000:]
@@ -271,32 +252,23 @@ def test_stack_preflight_refuses_what_the_deployed_stack_fixes(tmp_path: Path) -
     (tmp_path / "compose.yaml").write_text(
         "services:\n  db:\n    environment:\n      POSTGRES_DB: algo_trade\n      POSTGRES_USER: algo\n"
     )
-    deployed = {"algotrade_deploy": {"project_name": "algo-trade", "project_dir": str(tmp_path)}}
-    base = {
-        **STACK_ON_DEBIAN_12,
+    deployed = {
         "stack_project_dir": str(tmp_path),
-        "stack_db_password": "a-real-db-password-42",
-        "stack_tui_password": "a-real-tui-password-42",
-        "ansible_local": deployed,
+        "ansible_local": {"algotrade_deploy": {"project_name": "algo-trade", "project_dir": str(tmp_path)}},
     }
-    result = check_described_host(
-        tmp_path, {**base, "stack_db_name": "algo_other", "stack_db_user": "trader"}
-    )
-    out = " ".join((result.stdout + result.stderr).split())
-    assert result.returncode != 0, out
+    rc, out = stack_check(tmp_path, **deployed, stack_db_name="algo_other", stack_db_user="trader")
+    assert rc != 0, out
     assert (
         "stack_db_name=algo_other, but the database of the stack on described was made as algo_trade" in out
     )
     assert "stack_db_user=trader, but the database of the stack on described was made as algo" in out
     assert "Keep stack_db_name: algo_trade," in out
 
-    result = check_described_host(tmp_path, {**base, "stack_project_name": "algo-two"})
-    out = " ".join((result.stdout + result.stderr).split())
-    assert result.returncode != 0, out
+    rc, out = stack_check(tmp_path, **deployed, stack_project_name="algo-two")
+    assert rc != 0, out
     assert f"described runs the stack algo-trade in {tmp_path}; stack_project_name=algo-two" in out
 
-    result = check_described_host(tmp_path, base)
-    out = " ".join((result.stdout + result.stderr).split())
+    _rc, out = stack_check(tmp_path, **deployed)
     assert "was made as" not in out
     assert "would start a second one" not in out
     assert "ok: [described] => (item=stack_db_user)" in out

@@ -1,5 +1,4 @@
-"""Every role documents each public variable once: defaults/main.yml holds the optional
-options of meta/argument_specs.yml with the same defaults; a required option has none."""
+"""Every role documents each public variable once: defaults/main.yml == meta/argument_specs.yml."""
 
 from __future__ import annotations
 
@@ -33,17 +32,16 @@ def test_roles_found() -> None:
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
 def test_defaults_and_argument_specs_have_the_same_keys(role: Path) -> None:
     defaults = set(_load(role / "defaults" / "main.yml"))
-    optional = {name for name, option in _options(role).items() if not option.get("required")}
-    assert defaults - optional == set(), "in defaults/main.yml only, or required"
-    assert optional - defaults == set(), "in meta/argument_specs.yml only"
+    options = set(_options(role))
+    assert defaults - options == set(), "in defaults/main.yml only"
+    assert options - defaults == set(), "in meta/argument_specs.yml only"
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
 def test_argument_spec_defaults_match_defaults_file(role: Path) -> None:
     defaults = _load(role / "defaults" / "main.yml")
     for name, option in _options(role).items():
-        if not option.get("required"):
-            assert option.get("default") == defaults[name], f"{name}: spec default differs"
+        assert option.get("default") == defaults[name], f"{name}: spec default differs"
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)

@@ -1,6 +1,5 @@
-"""The filter plugin algotrade.deploy.postgres_url, and the app's database URL the stack
-role renders with it into Config.toml: hostile values come back whole from an RFC 3986
-parser.
+"""The filter plugin algotrade.deploy.postgres_url: hostile values come back whole from an
+RFC 3986 parser (test_stack_templates.py renders them through the app's Config.toml).
 
 Seen to fail against the URL of before (Jinja's urlencode, which leaves "/" raw: the
 parser split the URL at the password's first "/" and found no user, password or host;
@@ -9,14 +8,10 @@ the database name was not encoded at all).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import tomllib
-from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from testlib import REPO, collection_plugin
+from testlib import collection_plugin
 
 postgres_url = collection_plugin("filter", "postgres_url").postgres_url
 
@@ -73,41 +68,3 @@ def test_an_ipv6_host_is_bracketed() -> None:
 def test_missing_or_wrong_parts_are_refused(parts: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         postgres_url(parts)
-
-
-def test_the_app_config_carries_a_hostile_password_whole(tmp_path: Path) -> None:
-    """The stack role's Config.toml, rendered as the role renders it, through the filter
-    as Ansible loads it from the collection."""
-    password = HOSTILE[-1]
-    out = tmp_path / "Config.toml"
-    extra = {
-        "stack_db_password": password,
-        "stack_db_user": "algo user",
-        "stack_db_name": "algo/trade",
-        "stack_tui_password": "y" * 24,
-        "stack_api_password": "z" * 24,
-    }
-    role = REPO / "roles" / "stack"
-    result = subprocess.run(
-        [
-            "ansible",
-            "localhost",
-            "-m",
-            "ansible.builtin.template",
-            "-a",
-            f"src={role / 'templates' / 'Config.toml.j2'} dest={out}",
-            "-e",
-            f"@{role / 'defaults' / 'main.yml'}",
-            "-e",
-            f"@{role / 'vars' / 'main.yml'}",
-            "-e",
-            json.dumps(extra),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    url = tomllib.loads(out.read_text())["database"]["url"]
-    assert parsed(url) == ("algo user", password, "algo/trade", "db", 5432)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from test_postgres_url import HOSTILE, parsed
 from testlib import REPO
 
 ROLE = REPO / "roles" / "stack"
@@ -231,3 +233,20 @@ def test_compose_names_each_services_files_by_their_digest(tmp_path: Path) -> No
     assert services["proxy"]["labels"]["org.algotrade.inputs"] == "1" * 16
     assert f"{proxy}/nginx.conf:/etc/nginx/nginx.conf:ro" in services["proxy"]["volumes"]
     assert "labels" not in services["db"], "the database is recreated only when its own settings change"
+
+
+def test_the_app_config_carries_a_hostile_database_password_whole(tmp_path: Path) -> None:
+    """Config.toml's database URL, built with the filter algotrade.deploy.postgres_url as
+    Ansible loads it from the collection. Seen to fail with Jinja's urlencode (the parser
+    split the URL at the password's first "/")."""
+    config = render(
+        "Config.toml.j2",
+        tmp_path,
+        stack_db_password=HOSTILE[-1],
+        stack_db_user="algo user",
+        stack_db_name="algo/trade",
+        stack_tui_password="y" * 24,
+        stack_api_password="z" * 24,
+    )
+    url = tomllib.loads(config)["database"]["url"]
+    assert parsed(url) == ("algo user", HOSTILE[-1], "algo/trade", "db", 5432)
