@@ -13,7 +13,7 @@ description:
     stopped one included, prints one line per host of the run - the app image before and
     after, whether the release changed anything, its health, and the hosts a stopped rollout
     did not reach.
-  - Reads the facts that the stack role records (C(__stack_rollout_plan), C(__stack_release_report))
+  - Reads the facts that the stack role records (C(__checks_rollout_plan), C(__stack_release_report))
     and the tasks that failed; prints nothing for runs of other playbooks.
   - Enable it with C(callbacks_enabled = algotrade.deploy.rollout_summary) in C(ansible.cfg)
     or C(ANSIBLE_CALLBACKS_ENABLED).
@@ -25,7 +25,7 @@ from typing import Any  # noqa: E402
 
 from ansible.plugins.callback import CallbackBase  # noqa: E402
 
-PLAN = "__stack_rollout_plan"
+PLAN = "__checks_rollout_plan"
 REPORT = "__stack_release_report"
 
 

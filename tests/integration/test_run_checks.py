@@ -141,4 +141,4 @@ def test_the_example_prod_inventory_is_refused_as_typed() -> None:
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
     assert "prod/group_vars/all/vault.yml is encrypted with the example password" in out
-    assert "rollout_checks |" not in out
+    assert "rollout |" not in out

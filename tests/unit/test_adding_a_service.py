@@ -28,14 +28,14 @@ ROLE = REPO / "roles" / "stack"
 # What the guide's steps 1-4 say to write, for a signal collector that reads one secret.
 SERVICE = """\
   collector:
-    image: {{ __stack_app_image }}
+    image: {{ __release_app_image }}
     command: [algo-trade, collect, --interval, {{ stack_collector_interval | to_json }}]
     user: "{{ __stack_app_uid }}:{{ __stack_app_uid }}"
     read_only: true
     cap_drop: [ALL]
     security_opt: ["no-new-privileges:true"]
     labels:
-      org.algotrade.inputs: {{ __stack_input_digests.collector | to_json }}
+      org.algotrade.inputs: {{ __release_input_digests.collector | to_json }}
     secrets:
 {% for file in __stack_release_files.collector | selectattr('content') %}
       - {{ file.name }}
@@ -77,19 +77,27 @@ PLAYBOOK = """\
     - name: Render
       ansible.builtin.include_role:
         name: "{{ role }}"
-        tasks_from: render
+        tasks_from: render_probe
     - name: Keep what render.yml fixed
       ansible.builtin.copy:
-        content: "{{ {'compose': __stack_release_compose, 'release': __stack_release,
-                      'digests': __stack_input_digests} | to_json }}"
+        content: "{{ {'compose': __release_compose, 'release': __release_rendered,
+                      'digests': __release_input_digests} | to_json }}"
         dest: "{{ out }}"
         mode: "0600"
 """
-# What host_state.yml reads on a host, and secrets that pass the role's rules.
+# The release role renders from within the stack role (its settings and templates):
+# the test's own entry point into the copy, added after the guide's files are compared.
+PROBE = """\
+- name: render_probe | Render the release
+  ansible.builtin.include_role:
+    name: algotrade.deploy.release
+    tasks_from: render
+"""
+# What the release role's host.yml reads on a host, and secrets that pass the role's rules.
 SETTINGS = {
-    "__stack_build_tag": "0123456789abcdef",
-    "__stack_schema": "",
-    "__stack_tls_cert_pem": "",
+    "__image_tag": "0123456789abcdef",
+    "__release_schema": "",
+    "__release_tls_cert_pem": "",
     "stack_db_password": "x" * 24,
     "stack_tui_password": "y" * 24,
     "stack_api_password": "z" * 24,
@@ -161,6 +169,7 @@ def test_a_service_added_by_the_guide_touches_only_its_files_and_the_role_does_t
     add_collector(role)
     # Step 5 is generated (make docs); steps 1-4 are all the role needed.
     assert touched(ROLE, role) == {f for f in listed_files() if (ROLE / f).exists()}
+    (role / "tasks" / "render_probe.yml").write_text(PROBE)
 
     before = render(role, tmp_path, stack_collector_token="first-token")  # noqa: S106
     digest = before["digests"]["collector"]

@@ -26,7 +26,7 @@ Thursday 27 November 2026  00:45:10 +0000 (0:00:01.234)       0:05:12.345 *****
 {LONG}  201.37s
 algotrade.deploy.docker : install | Install the Docker packages --------- 48.02s
 algotrade.deploy.stack : image_load | Copy the archive of local/rust-builder:trixie -- 20.50s
-algotrade.deploy.stack : image_load | Load {{{{ __stack_archive.name }}}} ----- 10.25s
+algotrade.deploy.stack : image_load | Load {{{{ __image_archive.name }}}} ----- 10.25s
 algotrade.deploy.stack : Build ------------------------------------------- 0.05s
 Gathering Facts ---------------------------------------------------------- 1.75s
 """
@@ -36,7 +36,7 @@ def test_task_times_reads_every_summary_line_longest_first() -> None:
     times = bp.task_times(PROFILE)
     assert [t.seconds for t in times] == [201.37, 48.02, 20.5, 10.25, 1.75, 0.05]
     assert times[0].name.endswith("(BuildKit, while the old release keeps running)")
-    assert times[3].name == "algotrade.deploy.stack : image_load | Load {{ __stack_archive.name }}"
+    assert times[3].name == "algotrade.deploy.stack : image_load | Load {{ __image_archive.name }}"
 
 
 def test_task_times_refuses_output_without_the_callback() -> None:

@@ -1,4 +1,4 @@
-"""The stack role's controller source (source_controller.yml) on three local hosts of one
+"""The image role's controller source (source_controller.yml) on three local hosts of one
 run, two of them sharing a source directory: each host gets its own directory's source,
 and each directory is packed once.
 
@@ -20,9 +20,16 @@ PLAYBOOK = """\
   hosts: all
   gather_facts: false
   tasks:
+    # The image role works with the stack's settings: the import gives them to the play.
+    - name: Give the play the stack's settings (none of its tasks run)
+      ansible.builtin.import_role:
+        name: algotrade.deploy.stack
+        tasks_from: health
+      when: false
+
     - name: Stage
       ansible.builtin.include_role:
-        name: algotrade.deploy.stack
+        name: algotrade.deploy.image
         tasks_from: source_controller
 """
 

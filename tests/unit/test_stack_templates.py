@@ -18,6 +18,8 @@ from test_postgres_url import HOSTILE, parsed
 from testlib import REPO
 
 ROLE = REPO / "roles" / "stack"
+# The image role renders the build files; the stack role holds the settings.
+TEMPLATE_DIRS = (ROLE / "templates", REPO / "roles" / "image" / "templates")
 
 
 def render(template: str, tmp_path: Path, **overrides: object) -> str:
@@ -30,7 +32,7 @@ def render(template: str, tmp_path: Path, **overrides: object) -> str:
             "-m",
             "ansible.builtin.template",
             "-a",
-            f"src={ROLE / 'templates' / template} dest={out}",
+            f"src={next(d / template for d in TEMPLATE_DIRS if (d / template).exists())} dest={out}",
             "-e",
             f"@{ROLE / 'defaults' / 'main.yml'}",
             "-e",
@@ -122,7 +124,7 @@ def test_proxy_config_is_accepted_by_nginx(
         stack_tui_enabled=tui,
         stack_api_remote=api_remote,
         stack_allowed_origins=["https://trading.example.org:7681"],
-        __stack_edge_subnet="172.30.0.0/16",
+        __release_edge_subnet="172.30.0.0/16",
     )
     assert "deny all;" in conf
     assert "allow 172.30.0.0/16;" in conf
@@ -173,15 +175,15 @@ def test_proxy_tls_settings(
 
 def compose(tmp_path: Path, **overrides: object) -> dict[str, Any]:
     settings: dict[str, object] = {
-        "__stack_app_image": "algo-trade/app:0123456789abcdef",
+        "__release_app_image": "algo-trade/app:0123456789abcdef",
         # What render.yml and host_state.yml fix before the role renders the compose file.
-        "__stack_input_digests": {"app": "0" * 16, "proxy": "1" * 16},
-        "__stack_input_dirs": {
+        "__release_input_digests": {"app": "0" * 16, "proxy": "1" * 16},
+        "__release_input_dirs": {
             "app": f"/opt/algo-trade/inputs/app-{'0' * 16}",
             "proxy": f"/opt/algo-trade/inputs/proxy-{'1' * 16}",
         },
-        "__stack_release_services": ["app", "proxy"],
-        "__stack_schema": "CREATE TABLE t ();",
+        "__release_services": ["app", "proxy"],
+        "__release_schema": "CREATE TABLE t ();",
         "stack_db_password": "x" * 24,
         "stack_tui_password": "y" * 24,
         "stack_api_password": "z" * 24,

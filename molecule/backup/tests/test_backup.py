@@ -527,7 +527,7 @@ def test_rollback_to_a_release_failing_its_gate_puts_the_running_one_back(
 
     The failing release is made here: the running one's files with an image of the same
     app that never answers. Seen to fail when roles/ops rollback.yml passed no running
-    release to the switch (`__stack_fallback: {}`): the broken release stayed, unhealthy;
+    release to the switch (`switch_fallback: {}`): the broken release stayed, unhealthy;
     and when playbooks/rollback.yml ran both hosts in one batch (`serial: 2`): backup-b's
     refusal stopped the run before backup-a's rollback.
     """

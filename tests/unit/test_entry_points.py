@@ -1,0 +1,71 @@
+"""Every entry point one role or playbook calls in another role is declared there.
+
+The roles hand work to each other through include_role/import_role with tasks_from;
+each such entry point is in the called role's meta/argument_specs.yml (with its inputs),
+and each declared entry point has its task file. Seen to fail with the stack role's
+`health` entry removed from its spec, and with a call to an undeclared `render_all`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from testlib import REPO
+
+CALLERS = sorted([*REPO.glob("roles/*/tasks/*.yml"), *REPO.glob("playbooks/*.yml"), REPO / "site.yml"])
+PREFIX = "algotrade.deploy."
+
+
+def _tasks(node: Any) -> list[dict[str, Any]]:
+    """Every task in a playbook or task file, blocks and plays opened."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, list):
+        for item in node:
+            found += _tasks(item)
+    elif isinstance(node, dict):
+        found.append(node)
+        for key in ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always"):
+            found += _tasks(node.get(key))
+    return found
+
+
+def calls() -> list[tuple[str, str, str]]:
+    """(calling file, role, entry point) for each call into another role of the collection."""
+    out = []
+    for path in CALLERS:
+        for task in _tasks(yaml.safe_load(path.read_text())):
+            for action in ("ansible.builtin.include_role", "ansible.builtin.import_role"):
+                call = task.get(action)
+                if not isinstance(call, dict) or not str(call.get("name", "")).startswith(PREFIX):
+                    continue
+                role = call["name"].removeprefix(PREFIX)
+                own = path.parts[-3] == role and path.parts[-4] == "roles" if len(path.parts) > 3 else False
+                if not own:
+                    entry = str(call.get("tasks_from", "main")).removesuffix(".yml")
+                    out.append((str(path.relative_to(REPO)), role, entry))
+    return out
+
+
+def declared(role: str) -> dict[str, Any]:
+    specs: dict[str, Any] = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())
+    return specs["argument_specs"]
+
+
+def test_calls_found() -> None:
+    """Guards the test below against running on nothing."""
+    assert ("roles/ops/tasks/rollback.yml", "stack", "activate") in calls()
+    assert ("playbooks/stack.yml", "image", "build") in calls()
+
+
+@pytest.mark.parametrize(("caller", "role", "entry"), calls(), ids=lambda v: str(v))
+def test_every_called_entry_point_is_declared(caller: str, role: str, entry: str) -> None:
+    assert entry in declared(role), f"{caller} calls {role}:{entry}, not in roles/{role}/meta/argument_specs.yml"
+
+
+@pytest.mark.parametrize("role", sorted(p.parent.parent.name for p in REPO.glob("roles/*/meta/argument_specs.yml")))
+def test_every_declared_entry_point_has_its_task_file(role: str) -> None:
+    missing = [e for e in declared(role) if not (REPO / "roles" / role / "tasks" / f"{e}.yml").exists()]
+    assert missing == []
