@@ -8,7 +8,6 @@ and each declared entry point has its task file. Seen to fail with the stack rol
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ CALLERS = sorted([*REPO.glob("roles/*/tasks/*.yml"), *REPO.glob("playbooks/*.yml
 PREFIX = "algotrade.deploy."
 
 
-def _tasks(node: Any) -> list[dict[str, Any]]:
+def _tasks(node: object) -> list[dict[str, Any]]:
     """Every task in a playbook or task file, blocks and plays opened."""
     found: list[dict[str, Any]] = []
     if isinstance(node, list):
@@ -42,16 +41,16 @@ def calls() -> list[tuple[str, str, str]]:
                 if not isinstance(call, dict) or not str(call.get("name", "")).startswith(PREFIX):
                     continue
                 role = call["name"].removeprefix(PREFIX)
-                own = path.parts[-3] == role and path.parts[-4] == "roles" if len(path.parts) > 3 else False
-                if not own:
+                if path.parent != REPO / "roles" / role / "tasks":
                     entry = str(call.get("tasks_from", "main")).removesuffix(".yml")
                     out.append((str(path.relative_to(REPO)), role, entry))
     return out
 
 
 def declared(role: str) -> dict[str, Any]:
-    specs: dict[str, Any] = yaml.safe_load((REPO / "roles" / role / "meta" / "argument_specs.yml").read_text())
-    return specs["argument_specs"]
+    path = REPO / "roles" / role / "meta" / "argument_specs.yml"
+    specs: dict[str, Any] = yaml.safe_load(path.read_text())["argument_specs"]
+    return specs
 
 
 def test_calls_found() -> None:
@@ -60,12 +59,17 @@ def test_calls_found() -> None:
     assert ("playbooks/stack.yml", "image", "build") in calls()
 
 
-@pytest.mark.parametrize(("caller", "role", "entry"), calls(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("caller", "role", "entry"), calls(), ids=str)
 def test_every_called_entry_point_is_declared(caller: str, role: str, entry: str) -> None:
-    assert entry in declared(role), f"{caller} calls {role}:{entry}, not in roles/{role}/meta/argument_specs.yml"
+    assert entry in declared(role), (
+        f"{caller} calls {role}:{entry}: declare it in roles/{role}/meta/argument_specs.yml"
+    )
 
 
-@pytest.mark.parametrize("role", sorted(p.parent.parent.name for p in REPO.glob("roles/*/meta/argument_specs.yml")))
+ROLES = sorted(p.parent.parent.name for p in REPO.glob("roles/*/meta/argument_specs.yml"))
+
+
+@pytest.mark.parametrize("role", ROLES)
 def test_every_declared_entry_point_has_its_task_file(role: str) -> None:
     missing = [e for e in declared(role) if not (REPO / "roles" / role / "tasks" / f"{e}.yml").exists()]
     assert missing == []
