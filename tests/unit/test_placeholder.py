@@ -187,5 +187,5 @@ def test_no_role_keeps_its_own_placeholder_rule() -> None:
     assert files
     copies = [str(path.relative_to(REPO)) for path in files if "changeme" in path.read_text().lower()]
     assert copies == []
-    for checker in ("roles/stack/tasks/settings.yml", "roles/ops/tasks/preflight.yml"):
+    for checker in ("roles/checks/tasks/settings.yml", "roles/ops/tasks/preflight.yml"):
         assert "algotrade.deploy.placeholder" in (REPO / checker).read_text(), checker

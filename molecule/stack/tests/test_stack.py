@@ -478,8 +478,8 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
     same self-signed certificate (tls/ of before, taken into a release), that layout
     becomes a release (legacy-*) and a second run changes nothing.
 
-    Seen to fail without roles/stack/tasks/adopt.yml: the first release had nothing to
-    put back and left the first layout's files behind."""
+    Seen to fail without roles/release/tasks/adopt.yml (then roles/stack's): the first
+    release had nothing to put back and left the first layout's files behind."""
     old = tmp_path / "first-layout"
     old.mkdir()
     archive = subprocess.run(["git", "archive", FIRST_LAYOUT], cwd=REPO, check=True, capture_output=True)
