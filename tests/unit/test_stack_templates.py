@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from test_postgres_url import HOSTILE, parsed
+from test_to_toml import HOSTILE_BOTS
 from testlib import REPO
 
 ROLE = REPO / "roles" / "stack"
@@ -252,3 +253,47 @@ def test_the_app_config_carries_a_hostile_database_password_whole(tmp_path: Path
     )
     url = tomllib.loads(config)["database"]["url"]
     assert parsed(url) == ("algo user", HOSTILE[-1], "algo/trade", "db", 5432)
+
+
+def test_the_app_config_carries_hostile_bots_whole(tmp_path: Path) -> None:
+    """stack_bots with nested tables, keys with spaces, dots and quotes, emoji, multi-line
+    strings, quotes and backslashes, as Ansible hands them to the template: Config.toml
+    parses back to the same bots beside the app's own sections. Seen to fail against the
+    template of before (`key = value | to_json` lines): tomllib refused the document at the
+    first emoji, which to_json writes as a surrogate pair of escapes ("Escaped character is
+    not a Unicode scalar value"); keys with spaces or dots, null and nested tables were next."""
+    bots = [
+        {key: value for key, value in bot.items() if key not in {"start", "at", "daily"}}
+        for bot in HOSTILE_BOTS
+        if bot["name"] != "numbers and mixtures"
+    ] + [{"name": "numbers", "big": 2**63 - 1, "mixed": [1, "two", 3.5, True, {"five": 5}, [6, ["seven"]]]}]
+    config = tomllib.loads(
+        render(
+            "Config.toml.j2",
+            tmp_path,
+            stack_bots=bots,
+            stack_db_password="x" * 24,
+            stack_tui_password="y" * 24,
+            stack_api_password="z" * 24,
+        )
+    )
+    assert config["bots"] == bots
+    assert config["server"] == {"host": "0.0.0.0", "port": 8080}  # noqa: S104
+    assert config["database"]["max_connections"] == 10
+    assert config["database"]["url"].startswith("postgresql://algo:")
+    assert set(config["hyperliquid"]) == {"api_url", "ws_url"}
+
+
+def test_the_app_config_without_bots_has_no_bots_key(tmp_path: Path) -> None:
+    """As the template of before wrote it: the app's own bots.db holds the bots then."""
+    config = tomllib.loads(
+        render(
+            "Config.toml.j2",
+            tmp_path,
+            stack_bots=[],
+            stack_db_password="x" * 24,
+            stack_tui_password="y" * 24,
+            stack_api_password="z" * 24,
+        )
+    )
+    assert list(config) == ["server", "database", "hyperliquid"]
