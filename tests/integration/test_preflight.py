@@ -146,6 +146,13 @@ def test_stack_preflight_refuses_a_changed_database_password(tmp_path: Path) -> 
     assert "changed=0" in out
 
 
+# A name twice, a null and an integer beyond 64 bits: three refusals of one setting.
+BROKEN_BOTS = [
+    {"name": "eth-grid"},
+    {"name": "btc", "fee": None},
+    {"name": "eth-grid", "params": {"size": 2**63}},
+]
+
 # (setting, bad value, text its refusal must hold): every rule broken in one run.
 BROKEN_RULES = [
     ("stack_project_dir", "/srv", "stack_project_dir: must be a directory of the stack's own"),
@@ -155,11 +162,11 @@ BROKEN_RULES = [
     ("stack_db_user", "algo user", "stack_db_user: must be a PostgreSQL name without quoting"),
     ("stack_app_memory_limit", "0", "stack_app_memory_limit: must be a size like 512m or 1g (0 would stop"),
     ("stack_app_pids_limit", -1, "stack_app_pids_limit: must be at least 16 processes"),
-    (
-        "stack_bots",
-        [{"name": "eth-grid"}, {"name": "btc"}, {"name": "eth-grid"}],
-        "stack_bots: names eth-grid more than once",
-    ),
+    ("stack_bots", BROKEN_BOTS, "stack_bots: names eth-grid more than once"),
+    # The same bots (one run has one stack_bots): values TOML has no form for, by their path.
+    ("stack_bots", BROKEN_BOTS, "stack_bots: holds what the app's Config.toml (TOML) cannot hold: "),
+    ("stack_bots", BROKEN_BOTS, "stack_bots[1].fee is null, which TOML cannot write: leave the key out"),
+    ("stack_bots", BROKEN_BOTS, "stack_bots[2].params.size is 9223372036854775808, beyond TOML's 64-bit"),
     (
         "stack_hyperliquid_private_key",
         "0x1234",
@@ -225,7 +232,11 @@ def test_stack_preflight_takes_good_values_of_the_same_settings(tmp_path: Path) 
         "stack_db_user": "algo",
         "stack_app_memory_limit": "1536m",
         "stack_app_pids_limit": 16,
-        "stack_bots": [{"name": "eth-grid"}, {"name": "btc"}],
+        # Every key and string TOML can write, however hostile for a template.
+        "stack_bots": [
+            {"name": "eth-grid"},
+            {"name": "btc 🚀", "params": {"a key.with dots": 'quote " back\\ \n', "n": 2**63 - 1}},
+        ],
         "stack_hyperliquid_private_key": "0x" + "aB3" * 21 + "c",
         "stack_hyperliquid_api_wallet_key": "0x" + "0" * 64,
         "stack_hyperliquid_account_address": "0x" + "Fe" * 20,

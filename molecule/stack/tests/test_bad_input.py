@@ -192,6 +192,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "stack_bots: names eth more than once",
     ),
     (
+        "bots-toml-null",
+        {"stack_bots": [{"name": "eth-grid", "params": {"fee": None}}]},
+        "stack_bots[0].params.fee is null, which TOML cannot write: leave the key out",
+    ),
+    (
         "private-key-short",
         {"stack_hyperliquid_private_key": "0x1234"},
         "must be a private key, 0x and 64 hex",
