@@ -83,6 +83,9 @@ def test_preflight_refuses(
     assert "Look up the engine packages" not in out
 
 
+TUI = {"stack_tui_password": "a-real-tui-password-42"}
+
+
 @pytest.mark.parametrize(
     ("extra_vars", "expected"),
     [
@@ -104,6 +107,12 @@ def test_preflight_refuses(
             },
             ["stack_api_bind: 192.0.2.10 would publish the API"],
             id="api-beyond-loopback",
+        ),
+        pytest.param(
+            # Wrapped output (openssl rand -base64 64): initdb would take the first line only.
+            {"stack_db_password": "a-real-db-password-of\ntwo-lines-wrapped-42\n", **TUI},
+            ["stack_db_password: holds a line break inside", "openssl rand -base64 24"],
+            id="db-password-of-two-lines",
         ),
     ],
 )
@@ -144,6 +153,31 @@ def test_stack_preflight_refuses_a_changed_database_password(tmp_path: Path) -> 
     assert new not in out, "the new password reached the output"
     assert deployed not in out, "the deployed password reached the output"
     assert "changed=0" in out
+
+
+def test_stack_preflight_takes_the_deployed_password_whatever_line_break_it_ends_with(tmp_path: Path) -> None:
+    """The deployed password's file ends with a newline (as the role of before wrote the
+    vault's value), the vault's value with CR LF: both are the same password for the database
+    (its image reads the file without trailing newlines), and the guard lets the deploy on.
+    Seen to fail with deployed.yml comparing them as given (refused as a changed password)."""
+    (tmp_path / "secrets").mkdir()
+    password = "the-deployed-db-password/+=@:%#?&"  # noqa: S105
+    (tmp_path / "secrets" / "db_password").write_text(password + "\n")
+    result = check_described_host(
+        tmp_path,
+        {
+            **STACK_ON_DEBIAN_12,
+            **TUI,
+            "stack_project_dir": str(tmp_path),
+            "stack_db_password": password + "\r\n",
+        },
+    )
+    out = result.stdout + result.stderr
+    guard = out.split("deployed | Refuse a changed database password]", 1)
+    assert len(guard) == 2, out[-4000:]
+    assert guard[1].lstrip(" *\n").startswith("ok: [described]"), guard[1][:2000]
+    assert "differs from the password the database" not in out
+    assert password not in out, "the password reached the output"
 
 
 # A name twice, a null and an integer beyond 64 bits: three refusals of one setting.
@@ -224,7 +258,9 @@ def test_stack_preflight_refuses_a_malformed_source_or_directory(
 
 
 def test_stack_preflight_takes_good_values_of_the_same_settings(tmp_path: Path) -> None:
-    """The rules above refuse only what they must: real formats pass."""
+    """The rules above refuse only what they must: real formats pass, and so do keys with a
+    trailing newline (the role strips it) and bots with any key or string TOML can write.
+    Seen to fail against the key rules of before, which refused the trailing newline."""
     good = {
         "stack_project_dir": "/opt/algo-trade.2",
         "stack_project_name": "algo_trade-2",
@@ -238,8 +274,9 @@ def test_stack_preflight_takes_good_values_of_the_same_settings(tmp_path: Path) 
             {"name": "btc 🚀", "params": {"a key.with dots": 'quote " back\\ \n', "n": 2**63 - 1}},
         ],
         "stack_hyperliquid_private_key": "0x" + "aB3" * 21 + "c",
-        "stack_hyperliquid_api_wallet_key": "0x" + "0" * 64,
-        "stack_hyperliquid_account_address": "0x" + "Fe" * 20,
+        # With the newline encrypt_string --stdin-name keeps: the role strips it (secret_text).
+        "stack_hyperliquid_api_wallet_key": "0x" + "0" * 64 + "\n",
+        "stack_hyperliquid_account_address": "0x" + "Fe" * 20 + "\r\n",
         "stack_source": "git",
         "stack_source_git_repo": "git@git.example.org:you/deep-algo.git",
     }

@@ -297,3 +297,22 @@ def test_the_app_config_without_bots_has_no_bots_key(tmp_path: Path) -> None:
         )
     )
     assert list(config) == ["server", "database", "hyperliquid"]
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\n\n", ""], ids=["lf", "crlf", "two-lf", "none"])
+def test_the_app_config_url_has_the_password_without_its_newline(tmp_path: Path, ending: str) -> None:
+    """A password holding each of / + = @ : % # ? & and the trailing newline that
+    `ansible-vault encrypt_string --stdin-name` stores: the URL, parsed as RFC 3986 userinfo
+    (urllib's split, then percent-decoding, as the url crate and sqlx do), gives the password
+    without the newline, as the PostgreSQL image reads its password file. Seen to fail with
+    __stack_database_url given stack_db_password itself (the URL ended in %0A)."""
+    password = "pw/+=@:%#?&x-0123456789"  # noqa: S105
+    config = render(
+        "Config.toml.j2",
+        tmp_path,
+        stack_db_password=password + ending,
+        stack_tui_password="y" * 24,
+        stack_api_password="z" * 24,
+    )
+    url = tomllib.loads(config)["database"]["url"]
+    assert parsed(url) == ("algo", password, "algo_trade", "db", 5432)
