@@ -247,6 +247,12 @@ def test_stack_preflight_reports_every_broken_setting_in_one_run(tmp_path: Path)
             id="git-url-without-scheme",
         ),
         pytest.param({"stack_project_dir": "/opt/../etc"}, "without . or ..", id="project-dir-climbs"),
+        # A space would split the health checks' HTTP request line (the shell quotes it whole).
+        pytest.param(
+            {"stack_health_path": "/api/bots HTTP/1.1\r\nX: y"},
+            "stack_health_path: must be an API path starting with /, e.g. /api/bots, without spaces",
+            id="health-path-with-space-and-crlf",
+        ),
     ],
 )
 def test_stack_preflight_refuses_a_malformed_source_or_directory(

@@ -134,3 +134,19 @@ def test_sqlite_tool_backs_up_a_database_being_written(tmp_path: Path) -> None:
     assert not Path(f"{restored}-wal").exists()
     check = sqlite3.connect(restored)
     assert check.execute("SELECT count(*) FROM bots").fetchone()[0] == int(rows)
+
+
+def test_backup_script_asks_the_app_for_a_hostile_health_path_as_it_is(tmp_path: Path) -> None:
+    """The health path (stack_health_path, through the stack's local fact) reaches the
+    backup's version probe as one printf argument: the request line holds exactly that
+    path, % signs included, and nothing in it runs. Seen to fail with the line of before
+    (the path inside printf's single-quoted format): `$(touch ...)` ran and printf took
+    `%2F%s` for conversions."""
+    canary = tmp_path / "ran"
+    path = f"/api/bots?q='$(touch {canary})'&r=\"`touch {canary}`\";touch {canary}%2F%s"
+    script = render("backup.sh.j2", tmp_path, stack_health_path=path)
+    (line,) = [line for line in script.splitlines() if "printf 'GET" in line]
+    sent = tmp_path / "sent"
+    subprocess.run(["bash", "-c", f"exec 3>{sent}\n{line}"], check=True, cwd=tmp_path)
+    assert sent.read_bytes() == f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode()
+    assert not canary.exists(), "a command in the health path ran"

@@ -7,7 +7,9 @@ download, the cargo-chef strategy) and lints the rendered entrypoint.
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import threading
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -316,3 +318,44 @@ def test_the_app_config_url_has_the_password_without_its_newline(tmp_path: Path,
     )
     url = tomllib.loads(config)["database"]["url"]
     assert parsed(url) == ("algo", password, "algo_trade", "db", 5432)
+
+
+HOSTILE_HEALTH_PATH = "/api/bots?q='$(touch {canary})'&r=\"`touch {canary}`\";touch {canary}%2F%s"
+
+
+def test_the_entrypoint_health_check_sends_a_hostile_health_path_as_it_is(tmp_path: Path) -> None:
+    """stack_health_path (a setting: the settings rule asks only for a leading /) reaches the
+    container's health check as one shell word: the rendered entrypoint, run with
+    `healthcheck` against a local HTTP server, asks for exactly that path, and nothing in it
+    runs. Seen to fail with the template of before ('{{ stack_health_path }}' in single
+    quotes): the quote in the path ended the word, `$(touch ...)` ran and left the request."""
+    canary = tmp_path / "ran"
+    path = HOSTILE_HEALTH_PATH.format(canary=canary)
+    requests: list[bytes] = []
+
+    def answer(server: socket.socket) -> None:
+        """One HTTP request: keep its request line, answer 200."""
+        connection, _address = server.accept()
+        with connection:
+            received = b""
+            while b"\r\n\r\n" not in received and (chunk := connection.recv(4096)):
+                received += chunk
+            requests.append(received.split(b"\r\n", 1)[0])
+            connection.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        thread = threading.Thread(target=answer, args=(server,), daemon=True)
+        thread.start()
+        port = server.getsockname()[1]
+        script = tmp_path / "entrypoint.sh"
+        script.write_text(
+            render("entrypoint.sh.j2", tmp_path, stack_health_path=path, __stack_api_container_port=port)
+        )
+        result = subprocess.run(
+            ["bash", str(script), "healthcheck"], capture_output=True, text=True, check=False, timeout=30
+        )
+        thread.join(timeout=10)
+    assert requests == [f"GET {path} HTTP/1.0".encode()], result.stdout + result.stderr
+    assert not canary.exists(), "a command in the health path ran"
+    # The server answered 200; the check goes on to the database, which is not here.
+    assert "database not reachable" in result.stdout, result.stdout + result.stderr
