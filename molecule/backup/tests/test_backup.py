@@ -46,11 +46,14 @@ PLAYBOOKS = REPO / "playbooks"
 # Each playbook run's output, for a failed CI run and for the README's examples.
 ARTIFACTS = REPO / "tests" / "artifacts" / "backup-scenario"
 VARS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables(HOST)
-OLD_DB_PASSWORD = VARS["stack_db_password"]
-NEW_DB_PASSWORD = VARS["rotated_db_password"]
+# The passwords as the database has them: the vault's values end with a newline, which
+# the role strips everywhere (filter secret_text), as the PostgreSQL image does.
+OLD_DB_PASSWORD = VARS["stack_db_password"].rstrip("\r\n")
+NEW_DB_PASSWORD = VARS["rotated_db_password"].rstrip("\r\n")
+assert "\n" in VARS["rotated_db_password"], "the scenario's passwords must end with a newline"
 SECRETS = [OLD_DB_PASSWORD, NEW_DB_PASSWORD, VARS["stack_tui_password"]]
 # Later playbook runs must know the rotated password, as an operator's vault would.
-ROTATED = {"stack_db_password": NEW_DB_PASSWORD}
+ROTATED = {"stack_db_password": VARS["rotated_db_password"]}
 
 # The daemon's TCP login, as the app makes it (to the service name: the official image
 # trusts 127.0.0.1 without a password); the password comes on stdin.

@@ -197,6 +197,16 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "stack_bots[0].params.fee is null, which TOML cannot write: leave the key out",
     ),
     (
+        "db-password-of-two-lines",
+        {"stack_db_password": "molecule-db-pw-of\ntwo-lines-wrapped-42"},
+        "stack_db_password: holds a line break inside",
+    ),
+    (
+        "health-path-with-a-space",
+        {"stack_health_path": "/api/bots HTTP/1.1"},
+        "stack_health_path: must be an API path starting with /, e.g. /api/bots, without spaces",
+    ),
+    (
         "private-key-short",
         {"stack_hyperliquid_private_key": "0x1234"},
         "must be a private key, 0x and 64 hex",
