@@ -87,9 +87,10 @@ def raw_uses(path: Path) -> list[str]:
 def test_every_use_of_a_secret_goes_through_the_rule() -> None:
     """Every Jinja expression of the roles and playbooks that reads a single-line secret
     applies algotrade.deploy.secret_text to it (defaults and argument specs only name them).
-    Seen to fail against the roles of before: write_release.yml's password file and
-    release.json digest, deployed.yml's guard, health.yml's logins, the login hashes, the
-    key files, the settings checks and the rotation's stdin and ALTER ROLE used them raw."""
+    Seen to fail against the roles of before: the release role's password file and
+    release.json digest, the checks role's deployed-password guard and key rules, the switch
+    role's health-gate logins, the stack's login hashes and key files, and the rotation's
+    stdin and ALTER ROLE used them raw (24 uses)."""
     files = [
         path
         for path in [
