@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import sys
 import tomllib
 from typing import Any
 
@@ -182,3 +183,15 @@ def test_a_writable_value_has_no_problem(value: object) -> None:
 def test_a_document_must_be_a_table() -> None:
     with pytest.raises(ValueError, match="must be a mapping"):
         to_toml(["not", "a", "table"], "Config.toml")
+
+
+def test_without_tomli_w_the_filters_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A controller without tomli-w loads the plugin (Ansible loads every filter file) and
+    gets a message naming the package when a filter is used, as the settings check does
+    before any host changes. Seen to fail with the import unguarded (ImportError on load)."""
+    monkeypatch.setitem(sys.modules, "tomli_w", None)  # import tomli_w raises ImportError
+    bare = collection_plugin("filter", "to_toml")
+    with pytest.raises(ValueError, match="need the Python package tomli-w on the controller"):
+        bare.to_toml({"a": 1})
+    with pytest.raises(ValueError, match="need the Python package tomli-w on the controller"):
+        bare.toml_problems([], "stack_bots")
