@@ -48,7 +48,10 @@ ARTIFACTS = REPO / "tests" / "artifacts" / "backup-scenario"
 VARS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables(HOST)
 OLD_DB_PASSWORD = VARS["stack_db_password"]
 NEW_DB_PASSWORD = VARS["rotated_db_password"]
-SECRETS = [OLD_DB_PASSWORD, NEW_DB_PASSWORD, VARS["stack_tui_password"]]
+# The password the failing rotations below try (never applied): it reaches the runs in a
+# vars file, not on an argv.
+THIRD_DB_PASSWORD = "molecule-db-pw-third/7c+e=9d"  # noqa: S105 (a test secret)
+SECRETS = [OLD_DB_PASSWORD, NEW_DB_PASSWORD, VARS["stack_tui_password"], THIRD_DB_PASSWORD]
 # Later playbook runs must know the rotated password, as an operator's vault would.
 ROTATED = {"stack_db_password": NEW_DB_PASSWORD}
 
@@ -427,6 +430,121 @@ def test_rotation_again_changes_nothing(host: testinfra.host.Host) -> None:
     assert run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}") == started
 
 
+def rotation_state(host: testinfra.host.Host) -> dict[str, object]:
+    """What a rotation that fails must leave as it found: the password the database takes,
+    the secret file (its digest, mode, owner), the current release and the releases kept."""
+    secret = host.file(f"{PROJECT}/secrets/db_password")
+    new_works, third_works = db_login(host, NEW_DB_PASSWORD), db_login(host, THIRD_DB_PASSWORD)
+    return {
+        "database takes the rotated password": new_works,
+        "database takes the third password": third_works,
+        "secret file": (hashlib.sha256(secret.content).hexdigest(), secret.mode, secret.uid),
+        "current release": json.loads(host.file(f"{PROJECT}/current/release.json").content_string)["id"],
+        "releases": sorted(run_ok(host, f"ls {PROJECT}/releases").split()),
+        "lock": host.file(f"{PROJECT}/deploy.lock").exists,
+    }
+
+
+def rotate_to_third(tmp_path: Path, **extra: object) -> tuple[int, str, subprocess.CompletedProcess[str]]:
+    """playbooks/rotate_db_password.yml with THIRD_DB_PASSWORD as the new vault value, from a
+    vars file (0600): no secret on the controller's argv."""
+    path = tmp_path / "rotate.json"
+    path.write_text(json.dumps({"stack_db_password": THIRD_DB_PASSWORD, **extra}))
+    path.chmod(0o600)
+    result = ansible_playbook(PLAYBOOKS / "rotate_db_password.yml", INVENTORY, "-e", f"@{path}")
+    out = result.stdout + result.stderr
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with (ARTIFACTS / "rotate_db_password-faults.log").open("a") as log:
+        log.write(f"$ ansible-playbook playbooks/rotate_db_password.yml -e {sorted(extra)}\n{out}\n")
+    assert_no_secret(out, "the output of rotate_db_password.yml")
+    return result.returncode, " ".join(out.split()), result
+
+
+def test_rotation_refuses_a_database_that_does_not_answer(host: testinfra.host.Host, tmp_path: Path) -> None:
+    """The database container paused (`docker pause` on the host): the rotation fails
+    before any change; the app keeps the old password and keeps running.
+
+    Seen to fail against the rotation of before (files first, then ALTER ROLE): the
+    secret file held the third password and a new release was written, while the
+    database kept the old one.
+    """
+    expected = rotation_state(host)
+    assert expected["database takes the rotated password"]
+    assert not expected["database takes the third password"]
+    app = app_started(host)
+    run_ok(host, "docker pause algo-trade-db-1")
+    try:
+        rc, out, _result = rotate_to_third(tmp_path)
+    finally:
+        run_ok(host, "docker unpause algo-trade-db-1")
+    assert rc != 0, out[-3000:]
+    assert "The database of algo-trade on backup-a does not answer a login" in out, out[-3000:]
+    assert "Nothing was changed" in out
+    assert rotation_state(host) == expected
+    assert app_started(host) == app, "the app was restarted"
+    wait_healthy(host, timeout=60)
+
+
+def test_rotation_whose_alter_role_fails_changes_nothing(host: testinfra.host.Host, tmp_path: Path) -> None:
+    """ALTER ROLE fails (the role's new sessions read-only, as a database protected from a
+    full disk is): the run fails naming psql's error; the database, the secret file and the
+    releases are as they were, the app runs on untouched and healthy.
+
+    Seen to fail against the rotation of before (files first): the secret file held the
+    third password and a new release was written.
+    """
+    expected = rotation_state(host)
+    app = app_started(host)
+    psql = f"{COMPOSE} exec -T db psql -X -q -U algo -d algo_trade"
+    run_ok(host, f"{psql} -c 'ALTER ROLE algo SET default_transaction_read_only = on'")
+    try:
+        rc, out, _result = rotate_to_third(tmp_path)
+    finally:
+        # The SET first: this session is read-only too.
+        run_ok(
+            host,
+            f"{psql} -c 'SET default_transaction_read_only = off'"
+            " -c 'ALTER ROLE algo RESET default_transaction_read_only'",
+        )
+    assert rc != 0, out[-3000:]
+    assert "ALTER ROLE failed (ERROR: cannot execute ALTER ROLE in a read-only transaction)" in out, out[
+        -3000:
+    ]
+    assert "The database takes the old password (checked by logging in)." in out
+    assert "The app was not stopped: it runs on as before." in out
+    assert rotation_state(host) == expected
+    assert app_started(host) == app, "the app was restarted"
+    wait_healthy(host, timeout=30)
+
+
+def test_rotation_whose_restart_fails_puts_the_old_password_back(
+    host: testinfra.host.Host, tmp_path: Path
+) -> None:
+    """The database took the third password and the files were written, then the new
+    release fails its health gate (a health path the API does not serve): the database
+    and the secret file get the rotated password back, the release with the third is
+    removed and the running release runs again, healthy, on the password it has.
+
+    Seen to fail when the rescue in roles/ops rotate_db_password.yml put no password
+    back on the database (its ALTER skipped): the database took the third password only
+    and the app could not log in.
+    """
+    expected = rotation_state(host)
+    rc, out, _result = rotate_to_third(tmp_path, stack_health_path="/api/not-served")
+    assert rc != 0, out[-3000:]
+    assert "The password rotation failed on backup-a at" in out, out[-3000:]
+    assert "The database takes the old password (checked by logging in)." in out
+    assert "Put back: the secret file holds the old password." in out
+    assert f"Put back: release {expected['current release']}" in out
+    assert rotation_state(host) == expected
+    # No file keeps the password that was never applied (the new release's app config).
+    for form, value in secret_forms(THIRD_DB_PASSWORD).items():
+        found = host.run("grep -rqaF -e %s %s", value, PROJECT).rc != 1
+        assert not found, f"the third password ({form}) is in a file under {PROJECT} (or grep failed)"
+    wait_healthy(host, timeout=60)
+    assert api_version(host) == "sample-1"
+
+
 # --- Refusals: each leaves the running stack alone ----------------------------------
 
 
@@ -500,6 +618,100 @@ def test_restore_keeps_the_app_stopped_on_a_row_count_mismatch(host: testinfra.h
         # The database holds the backup's rows (the same dump): the app may start again.
         run_ok(host, f"{COMPOSE} up -d --wait --wait-timeout 180")
     wait_healthy(host, timeout=60)
+
+
+def copy_backup(host: testinfra.host.Host, name: str, fake: str, edit: str) -> None:
+    """A copy of backup `name` as `fake`, its manifest changed by Python code on `m`."""
+    script = (
+        f"import json, sys; path = sys.argv[1]; m = json.load(open(path)); {edit};"
+        " json.dump(m, open(path, 'w'))"
+    )
+    run_ok(host, f"cp -a {BACKUPS}/{name} {BACKUPS}/{fake}")
+    run_ok(host, f"python3 -c {shlex.quote(script)} {BACKUPS}/{fake}/manifest.json")
+
+
+def test_restore_refuses_another_hosts_or_projects_backup(host: testinfra.host.Host) -> None:
+    """A backup whose manifest names another host, another project, or none (a manifest
+    without them) is refused before anything changes, naming backup_restore_foreign.
+
+    Seen to fail against the restore checks of before: each copy was restored.
+    """
+    name = scenario(host)["backup"]
+    cases = {
+        "20000101T000003Z": (
+            "m['host'] = 'elsewhere'",
+            "was made by project algo-trade on host elsewhere; this is project algo-trade on host backup-a",
+        ),
+        "20000101T000004Z": (
+            "m['project'] = 'other-stack'",
+            "was made by project other-stack on host backup-a; this is project algo-trade on host backup-a",
+        ),
+        "20000101T000005Z": ("del m['host'], m['project']", "names no host or project"),
+    }
+    started = run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}")
+    safety = host.run(f"ls {BACKUPS}/before-restore").stdout.split()
+    try:
+        for fake, (edit, said) in cases.items():
+            copy_backup(host, name, fake, edit)
+            rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=fake)
+            assert rc != 0, out[-3000:]
+            assert f"Backup {fake} {said}" in out, out[-3000:]
+            assert "run again with -e backup_restore_foreign=true" in out
+    finally:
+        for fake in cases:
+            host.run(f"rm -rf {BACKUPS}/{fake}")
+    assert run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}") == started
+    assert host.run(f"ls {BACKUPS}/before-restore").stdout.split() == safety, "a refusal took a backup"
+
+
+def test_restore_keeps_a_safety_backup_that_a_second_restore_can_use(host: testinfra.host.Host) -> None:
+    """A restore (here of a backup without origin, allowed with backup_restore_foreign)
+    first backs up the data it replaces, root-only, under before-restore/; a second
+    restore of that backup puts the replaced data back. A marker row and a bot added
+    before the first restore tell the two apart; they stay (later tests compare with
+    backups taken after them).
+
+    Seen to fail when roles/backup restore.yml took no backup before dropping the
+    database (the task removed): no before-restore backup, the marker lost.
+    """
+    name = scenario(host)["backup"]
+    fake = "20000101T000006Z"
+    marker = "INSERT INTO backtest_results (strategy, result) VALUES ('before-restore-marker', '{}')"
+    run_ok(host, f"{COMPOSE} exec -T db psql -X -q -U algo -d algo_trade -c {shlex.quote(marker)}")
+    post = (
+        "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:8080/api/bots', method='POST',"
+        " data=b'{\"name\": \"before-restore-bot\"}', headers={'Content-Type': 'application/json'}))"
+    )
+    run_ok(host, f"python3 -c {shlex.quote(post)}")
+    counts, names = table_counts(host), sorted(bot["name"] for bot in bots(host))
+    safety = host.run(f"ls {BACKUPS}/before-restore").stdout.split()
+    copy_backup(host, name, fake, "del m['host'], m['project']")
+    try:
+        rc, out, _run = playbook(
+            "restore", backup_restore_confirm=True, backup_restore_name=fake, backup_restore_foreign=True
+        )
+    finally:
+        host.run(f"rm -rf {BACKUPS}/{fake}")
+    assert rc == 0, out[-3000:]
+    assert table_counts(host) == manifest(host, name)["tables"]["timescaledb"], "the marker row is gone"
+    new = sorted(set(run_ok(host, f"ls {BACKUPS}/before-restore").split()) - set(safety))
+    assert len(new) == 1, new
+    kept = f"before-restore/{new[0]}"
+    assert f"the data it replaced: {BACKUPS}/{kept} (-e backup_restore_name={kept} puts it back)" in out
+    assert (host.file(f"{BACKUPS}/before-restore").user, host.file(f"{BACKUPS}/before-restore").mode) == (
+        "root",
+        0o700,
+    )
+    for entry in run_ok(host, f"find {BACKUPS}/{kept} -mindepth 1 -printf '%u %m %p\\n'").splitlines():
+        assert entry.startswith("root 600 "), entry
+    taken = json.loads(host.file(f"{BACKUPS}/{kept}/manifest.json").content_string)
+    assert (taken["kind"], taken["host"], taken["project"]) == ("before-restore", HOST, "algo-trade")
+    assert taken["tables"]["timescaledb"] == counts
+    assert taken["tables"]["sqlite"]["bots"] == len(names)
+    rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=kept)
+    assert rc == 0, out[-3000:]
+    assert table_counts(host) == counts
+    assert sorted(bot["name"] for bot in bots(host)) == names
 
 
 BAD_BUILD = "0badc0de0badc0de"
