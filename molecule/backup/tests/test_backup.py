@@ -242,6 +242,29 @@ def test_backup_was_taken_while_the_writers_wrote(host: testinfra.host.Host) -> 
     assert record["bots_before_loss"] > taken["tables"]["sqlite"]["bots"] > 3
 
 
+def test_backup_moments_are_what_the_docs_say(host: testinfra.host.Host) -> None:
+    """docs/operations.md: the database as of its snapshot (the manifest's
+    moments.timescaledb, read in the statement that took it), bots.db as of a moment in
+    moments.sqlite_from..sqlite_to, which begins after it, before the dump. Checked on
+    the backup the side effect took while the writers wrote, restored: no writer trade is
+    newer than the database's moment, no bot newer than the end of the SQLite copy.
+
+    Seen to fail when the backup script took the SQLite copy before exporting the
+    snapshot (sqlite_to before the database's moment).
+    """
+    taken = manifest(host, scenario(host)["backup"])
+    moments = taken["moments"]
+    assert moments["timescaledb"] <= moments["sqlite_from"] <= moments["sqlite_to"], moments
+    sql = "SELECT extract(epoch FROM max(time)) FROM trades WHERE symbol = 'WRITER'"
+    newest_trade = float(
+        run_ok(host, f"{COMPOSE} exec -T db psql -X -U algo -d algo_trade -tAc {json.dumps(sql)}")
+    )
+    assert newest_trade <= moments["timescaledb"], (newest_trade, moments)
+    # created_at has whole seconds.
+    newest_bot = max(datetime.fromisoformat(bot["created_at"].replace("Z", "+00:00")) for bot in bots(host))
+    assert newest_bot.timestamp() <= int(moments["sqlite_to"]), (newest_bot, moments)
+
+
 def test_restored_rows_equal_the_manifest(host: testinfra.host.Host) -> None:
     taken = manifest(host, scenario(host)["backup"])
     assert table_counts(host) == taken["tables"]["timescaledb"]
@@ -278,6 +301,42 @@ def test_backup_fetched_to_the_controller(host: testinfra.host.Host) -> None:
     # The trading data on the controller: readable by its owner only.
     for path in [local.parent, local, *local.iterdir()]:
         assert path.stat().st_mode & 0o077 == 0, f"{path}: {oct(path.stat().st_mode)}"
+
+
+def test_backup_fetch_streams_the_files_into_private_directories(
+    host: testinfra.host.Host, tmp_path: Path
+) -> None:
+    """The copy to the controller goes through the connection's file transfer (FETCH in
+    -vvv), never slurp (which, under become, base64s each whole file in memory on both
+    ends); the controller's directories are 0700, the files 0600, no partial copy left.
+
+    Seen to fail with the fetch under the play's become (as before): slurp ran for each
+    file and no FETCH was logged.
+    """
+    fetched = tmp_path / "fetched"
+    result = ansible_playbook(
+        PLAYBOOKS / "backup.yml", INVENTORY, "-vvv", extra_vars={**ROTATED, "backup_fetch_dir": str(fetched)}
+    )
+    out = result.stdout + result.stderr
+    assert_no_secret(out, "the output of backup.yml -vvv")
+    assert result.returncode == 0, out[-3000:]
+    (name,) = [path.name for path in (fetched / HOST).iterdir()]
+    files = ["manifest.json", *manifest(host, name)["files"]]
+    task = out.split("backup | Stream the files to the controller]", 1)[1].split("\nTASK [", 1)[0]
+    assert "slurp" not in task.lower(), task[-3000:]
+    for file in files:
+        assert f"FETCH {BACKUPS}/{name}/{file} TO {fetched}/{HOST}/.{name}.partial/{file}" in task, file
+    assert sorted(path.name for path in (fetched / HOST / name).iterdir()) == sorted(files)
+    for path in [fetched / HOST, fetched / HOST / name]:
+        assert path.stat().st_mode & 0o777 == 0o700, f"{path}: {oct(path.stat().st_mode)}"
+    for file in files:
+        path = fetched / HOST / name / file
+        assert path.stat().st_mode & 0o777 == 0o600, f"{path}: {oct(path.stat().st_mode)}"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == (
+            manifest(host, name)["files"][file]["sha256"]
+            if file != "manifest.json"
+            else host.file(f"{BACKUPS}/{name}/manifest.json").sha256sum
+        )
 
 
 # --- Rollback and password rotation (side effect) ----------------------------------
