@@ -242,29 +242,6 @@ def test_backup_was_taken_while_the_writers_wrote(host: testinfra.host.Host) -> 
     assert record["bots_before_loss"] > taken["tables"]["sqlite"]["bots"] > 3
 
 
-def test_backup_moments_are_what_the_docs_say(host: testinfra.host.Host) -> None:
-    """docs/operations.md: the database as of its snapshot (the manifest's
-    moments.timescaledb, read in the statement that took it), bots.db as of a moment in
-    moments.sqlite_from..sqlite_to, which begins after it, before the dump. Checked on
-    the backup the side effect took while the writers wrote, restored: no writer trade is
-    newer than the database's moment, no bot newer than the end of the SQLite copy.
-
-    Seen to fail when the backup script took the SQLite copy before exporting the
-    snapshot (sqlite_to before the database's moment).
-    """
-    taken = manifest(host, scenario(host)["backup"])
-    moments = taken["moments"]
-    assert moments["timescaledb"] <= moments["sqlite_from"] <= moments["sqlite_to"], moments
-    sql = "SELECT extract(epoch FROM max(time)) FROM trades WHERE symbol = 'WRITER'"
-    newest_trade = float(
-        run_ok(host, f"{COMPOSE} exec -T db psql -X -U algo -d algo_trade -tAc {json.dumps(sql)}")
-    )
-    assert newest_trade <= moments["timescaledb"], (newest_trade, moments)
-    # created_at has whole seconds.
-    newest_bot = max(datetime.fromisoformat(bot["created_at"].replace("Z", "+00:00")) for bot in bots(host))
-    assert newest_bot.timestamp() <= int(moments["sqlite_to"]), (newest_bot, moments)
-
-
 def test_restored_rows_equal_the_manifest(host: testinfra.host.Host) -> None:
     taken = manifest(host, scenario(host)["backup"])
     assert table_counts(host) == taken["tables"]["timescaledb"]
@@ -771,6 +748,59 @@ def test_restore_keeps_a_safety_backup_that_a_second_restore_can_use(host: testi
     assert rc == 0, out[-3000:]
     assert table_counts(host) == counts
     assert sorted(bot["name"] for bot in bots(host)) == names
+
+
+def test_backup_moments_are_what_the_docs_say(host: testinfra.host.Host) -> None:
+    """docs/operations.md: the database as of its snapshot (the manifest's
+    moments.timescaledb, read in the statement that took it), bots.db as of a moment in
+    moments.sqlite_from..sqlite_to, which begins after it. A backup taken here while the
+    side effect's writers write (trades into TimescaleDB, bots through the API): no
+    writer trade in its dump is newer than the database's moment, no bot in its bots.db
+    newer than the end of the SQLite copy (created_at has whole seconds). The backup is
+    removed after.
+
+    Seen to fail when the backup script copied bots.db before it exported the snapshot
+    (sqlite_to before the database's moment).
+    """
+    before = backups(host)
+    run_ok(host, "rm -f /root/writer.stop; nohup /root/writer.sh >/dev/null 2>&1 &")
+    try:
+        sql = "SELECT count(*) FROM trades WHERE symbol = 'WRITER'"
+        written = int(
+            run_ok(host, f"{COMPOSE} exec -T db psql -X -U algo -d algo_trade -tAc {json.dumps(sql)}")
+        )
+        wait_for(
+            "the writer's next trades",
+            lambda: (
+                int(
+                    run_ok(host, f"{COMPOSE} exec -T db psql -X -U algo -d algo_trade -tAc {json.dumps(sql)}")
+                )
+                >= written + 50
+            ),
+            timeout=60,
+        )
+        path = run_ok(host, "/usr/local/sbin/algo-trade-backup").strip().splitlines()[-1]
+    finally:
+        run_ok(host, "touch /root/writer.stop")
+    try:
+        taken = json.loads(host.file(f"{path}/manifest.json").content_string)
+        moments = taken["moments"]
+        assert moments["timescaledb"] <= moments["sqlite_from"] <= moments["sqlite_to"], moments
+        # The dump's rows as text (hypertables keep them in chunks: every COPY block).
+        rows = run_ok(host, f"{COMPOSE} exec -T db pg_restore --data-only -f - < {path}/db.dump")
+        times = [line.split("\t")[0] for line in rows.splitlines() if "\tWRITER\t" in line]
+        assert len(times) > written, "the dump holds the writer's trades"
+        newest_trade = max(datetime.fromisoformat(t).timestamp() for t in times)
+        assert newest_trade <= moments["timescaledb"], (newest_trade, moments)
+        query = (
+            "import sqlite3, sys;"
+            " print(sqlite3.connect(sys.argv[1]).execute('SELECT max(created_at) FROM bots').fetchone()[0])"
+        )
+        newest_bot = run_ok(host, f"python3 -c {shlex.quote(query)} {path}/bots.db").strip()
+        assert datetime.fromisoformat(newest_bot.replace("Z", "+00:00")).timestamp() <= moments["sqlite_to"]
+    finally:
+        run_ok(host, f"rm -rf {path}")
+        assert backups(host) == before
 
 
 BAD_BUILD = "0badc0de0badc0de"
