@@ -757,12 +757,11 @@ def test_backup_moments_are_what_the_docs_say(host: testinfra.host.Host) -> None
     side effect's writers write (trades into TimescaleDB, bots through the API): no
     writer trade in its dump is newer than the database's moment, no bot in its bots.db
     newer than the end of the SQLite copy (created_at has whole seconds). The backup is
-    removed after.
+    removed after (retention may have dropped the oldest: keep backup_keep > 2).
 
     Seen to fail when the backup script copied bots.db before it exported the snapshot
     (sqlite_to before the database's moment).
     """
-    before = backups(host)
     run_ok(host, "rm -f /root/writer.stop; nohup /root/writer.sh >/dev/null 2>&1 &")
     try:
         sql = "SELECT count(*) FROM trades WHERE symbol = 'WRITER'"
@@ -800,7 +799,6 @@ def test_backup_moments_are_what_the_docs_say(host: testinfra.host.Host) -> None
         assert datetime.fromisoformat(newest_bot.replace("Z", "+00:00")).timestamp() <= moments["sqlite_to"]
     finally:
         run_ok(host, f"rm -rf {path}")
-        assert backups(host) == before
 
 
 BAD_BUILD = "0badc0de0badc0de"
