@@ -500,9 +500,9 @@ def test_rotation_refuses_a_database_that_does_not_answer(host: testinfra.host.H
     """The database container paused (`docker pause` on the host): the rotation fails
     before any change; the app keeps the old password and keeps running.
 
-    Seen to fail against the rotation of before (files first, then ALTER ROLE): the
-    secret file held the third password and a new release was written, while the
-    database kept the old one.
+    Seen to fail when roles/ops rotate_db_password.yml wrote the release first (the
+    order of before: files, then ALTER ROLE): the secret file held the third password
+    and a new release was written, while the database kept the old one.
     """
     expected = rotation_state(host)
     assert expected["database takes the rotated password"]
@@ -526,8 +526,9 @@ def test_rotation_whose_alter_role_fails_changes_nothing(host: testinfra.host.Ho
     full disk is): the run fails naming psql's error; the database, the secret file and the
     releases are as they were, the app runs on untouched and healthy.
 
-    Seen to fail against the rotation of before (files first): the secret file held the
-    third password and a new release was written.
+    Seen to fail when roles/ops rotate_db_password.yml wrote the release first (the
+    order of before): the secret file held the third password and a new release was
+    written.
     """
     expected = rotation_state(host)
     app = app_started(host)
@@ -563,7 +564,7 @@ def test_rotation_whose_restart_fails_puts_the_old_password_back(
 
     Seen to fail when the rescue in roles/ops rotate_db_password.yml put no password
     back on the database (its ALTER skipped): the database took the third password only
-    and the app could not log in.
+    ("NOT put back: the database does not take the old password").
     """
     expected = rotation_state(host)
     rc, out, _result = rotate_to_third(tmp_path, stack_health_path="/api/not-served")
@@ -579,6 +580,45 @@ def test_rotation_whose_restart_fails_puts_the_old_password_back(
         assert not found, f"the third password ({form}) is in a file under {PROJECT} (or grep failed)"
     wait_healthy(host, timeout=60)
     assert api_version(host) == "sample-1"
+
+
+def test_deploy_refuses_a_secret_file_the_database_does_not_take(host: testinfra.host.Host) -> None:
+    """The database set to another password behind the files' back (as a rotation stopped
+    between ALTER ROLE and the files would leave it): a deploy refuses in its preflight,
+    naming the rotation, and the app runs on untouched.
+
+    Seen to fail without the login check in roles/stack deployed.yml: the deploy went on
+    (its secret file equals the vault's value).
+    """
+    app = app_started(host)
+    alter = "SET log_statement = 'none'; ALTER ROLE CURRENT_USER PASSWORD '{}'"
+    psql = f"{COMPOSE} exec -T db psql -X -q -v ON_ERROR_STOP=1 -U algo -d algo_trade"
+    # The statements on stdin: no password on an argv.
+    subprocess.run(
+        ["docker", "exec", "-i", instance_name(host), "sh", "-c", psql],
+        input=alter.format(THIRD_DB_PASSWORD),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        rc, out, _run = playbook("stack")
+    finally:
+        subprocess.run(
+            ["docker", "exec", "-i", instance_name(host), "sh", "-c", psql],
+            input=alter.format(NEW_DB_PASSWORD),
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+    assert rc != 0, out[-3000:]
+    assert "The database on backup-a refuses the password in /opt/algo-trade/secrets/db_password" in out, out[
+        -3000:
+    ]
+    assert "with the rotate_db_password playbook" in out
+    assert app_started(host) == app
+    new_works = db_login(host, NEW_DB_PASSWORD)
+    assert new_works, "the database did not get the rotated password back"
 
 
 # --- Refusals: each leaves the running stack alone ----------------------------------
@@ -670,7 +710,8 @@ def test_restore_refuses_another_hosts_or_projects_backup(host: testinfra.host.H
     """A backup whose manifest names another host, another project, or none (a manifest
     without them) is refused before anything changes, naming backup_restore_foreign.
 
-    Seen to fail against the restore checks of before: each copy was restored.
+    Seen to fail without the origin check in roles/backup restore_checks.yml: the first
+    copy (another host's) was restored.
     """
     name = scenario(host)["backup"]
     cases = {
@@ -707,8 +748,8 @@ def test_restore_keeps_a_safety_backup_that_a_second_restore_can_use(host: testi
     before the first restore tell the two apart; they stay (later tests compare with
     backups taken after them).
 
-    Seen to fail when roles/backup restore.yml took no backup before dropping the
-    database (the task removed): no before-restore backup, the marker lost.
+    Seen to fail when roles/backup restore.yml took that backup after the restore
+    instead of before the drop: it held the restored rows, not the marker.
     """
     name = scenario(host)["backup"]
     fake = "20000101T000006Z"
