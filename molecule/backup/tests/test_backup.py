@@ -588,7 +588,8 @@ def test_deploy_refuses_a_secret_file_the_database_does_not_take(host: testinfra
     naming the rotation, and the app runs on untouched.
 
     Seen to fail without the login check in roles/stack deployed.yml: the deploy went on
-    (its secret file equals the vault's value).
+    (its secret file equals the vault's value), failed its health gate and its put-back
+    ("put back on ..., unhealthy"), the app restarting, locked out.
     """
     app = app_started(host)
     alter = "SET log_statement = 'none'; ALTER ROLE CURRENT_USER PASSWORD '{}'"
