@@ -44,7 +44,7 @@ from testlib import REPO, ansible_playbook, check_described_host
         pytest.param(
             "backup",
             {"backup_action": "restore", "backup_restore_confirm": True, "backup_restore_name": "yesterday"},
-            ["backup_restore_name=yesterday must be latest or the name of a backup"],
+            ["backup_restore_name=yesterday must be latest, the name of a backup"],
             id="restore-bad-name",
         ),
         pytest.param(

@@ -55,7 +55,17 @@ def test_scripts_pass_shellcheck(tmp_path: Path, template: str) -> None:
 
 def test_backup_script_dumps_from_one_snapshot_and_keeps_no_password(tmp_path: Path) -> None:
     script = render("backup.sh.j2", tmp_path, backup_keep=4, backup_dir="/srv/backups")
-    assert "SELECT pg_export_snapshot();" in script
+    assert "SELECT pg_export_snapshot() || ' ' || extract(epoch FROM clock_timestamp());" in script
+    # bots.db right after the snapshot, before the dump (the manifest's moments).
+    assert (
+        script.index("pg_export_snapshot()")
+        < script.index('"${sqlite_tool[@]}" backup')
+        < script.index("pg_dump -U")
+    )
+    assert (
+        '"moments": {"timescaledb": $db_moment, "sqlite_from": $sqlite_from, "sqlite_to": $sqlite_to}'
+        in script
+    )
     assert 'pg_dump -U "$POSTGRES_USER" -d "$POSTGRES_DB" -Fc --snapshot="$1"' in script
     assert "SET TRANSACTION SNAPSHOT" in script
     assert "--globals-only --no-role-passwords" in script

@@ -51,7 +51,10 @@ VARS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables(HOS
 OLD_DB_PASSWORD = VARS["stack_db_password"].rstrip("\r\n")
 NEW_DB_PASSWORD = VARS["rotated_db_password"].rstrip("\r\n")
 assert "\n" in VARS["rotated_db_password"], "the scenario's passwords must end with a newline"
-SECRETS = [OLD_DB_PASSWORD, NEW_DB_PASSWORD, VARS["stack_tui_password"]]
+# The password the failing rotations below try (never applied): it reaches the runs in a
+# vars file, not on an argv.
+THIRD_DB_PASSWORD = "molecule-db-pw-third/7c+e=9d"  # noqa: S105 (a test secret)
+SECRETS = [OLD_DB_PASSWORD, NEW_DB_PASSWORD, VARS["stack_tui_password"], THIRD_DB_PASSWORD]
 # Later playbook runs must know the rotated password, as an operator's vault would.
 ROTATED = {"stack_db_password": VARS["rotated_db_password"]}
 
@@ -280,6 +283,42 @@ def test_backup_fetched_to_the_controller(host: testinfra.host.Host) -> None:
         assert path.stat().st_mode & 0o077 == 0, f"{path}: {oct(path.stat().st_mode)}"
 
 
+def test_backup_fetch_streams_the_files_into_private_directories(
+    host: testinfra.host.Host, tmp_path: Path
+) -> None:
+    """The copy to the controller goes through the connection's file transfer (FETCH in
+    -vvv), never slurp (which, under become, base64s each whole file in memory on both
+    ends); the controller's directories are 0700, the files 0600, no partial copy left.
+
+    Seen to fail with the fetch under the play's become (as before): slurp ran for each
+    file and no FETCH was logged.
+    """
+    fetched = tmp_path / "fetched"
+    result = ansible_playbook(
+        PLAYBOOKS / "backup.yml", INVENTORY, "-vvv", extra_vars={**ROTATED, "backup_fetch_dir": str(fetched)}
+    )
+    out = result.stdout + result.stderr
+    assert_no_secret(out, "the output of backup.yml -vvv")
+    assert result.returncode == 0, out[-3000:]
+    (name,) = [path.name for path in (fetched / HOST).iterdir()]
+    files = ["manifest.json", *manifest(host, name)["files"]]
+    task = out.split("backup | Stream the files to the controller]", 1)[1].split("\nTASK [", 1)[0]
+    assert "slurp" not in task.lower(), task[-3000:]
+    for file in files:
+        assert f"FETCH {BACKUPS}/{name}/{file} TO {fetched}/{HOST}/.{name}.partial/{file}" in task, file
+    assert sorted(path.name for path in (fetched / HOST / name).iterdir()) == sorted(files)
+    for path in [fetched / HOST, fetched / HOST / name]:
+        assert path.stat().st_mode & 0o777 == 0o700, f"{path}: {oct(path.stat().st_mode)}"
+    for file in files:
+        path = fetched / HOST / name / file
+        assert path.stat().st_mode & 0o777 == 0o600, f"{path}: {oct(path.stat().st_mode)}"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == (
+            manifest(host, name)["files"][file]["sha256"]
+            if file != "manifest.json"
+            else host.file(f"{BACKUPS}/{name}/manifest.json").sha256sum
+        )
+
+
 # --- Rollback and password rotation (side effect) ----------------------------------
 
 
@@ -430,6 +469,162 @@ def test_rotation_again_changes_nothing(host: testinfra.host.Host) -> None:
     assert run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}") == started
 
 
+def rotation_state(host: testinfra.host.Host) -> dict[str, object]:
+    """What a rotation that fails must leave as it found: the password the database takes,
+    the secret file (its digest, mode, owner), the current release and the releases kept."""
+    secret = host.file(f"{PROJECT}/secrets/db_password")
+    new_works, third_works = db_login(host, NEW_DB_PASSWORD), db_login(host, THIRD_DB_PASSWORD)
+    return {
+        "database takes the rotated password": new_works,
+        "database takes the third password": third_works,
+        "secret file": (hashlib.sha256(secret.content).hexdigest(), secret.mode, secret.uid),
+        "current release": json.loads(host.file(f"{PROJECT}/current/release.json").content_string)["id"],
+        "releases": sorted(run_ok(host, f"ls {PROJECT}/releases").split()),
+        "lock": host.file(f"{PROJECT}/deploy.lock").exists,
+    }
+
+
+def rotate_to_third(tmp_path: Path, **extra: object) -> tuple[int, str, subprocess.CompletedProcess[str]]:
+    """playbooks/rotate_db_password.yml with THIRD_DB_PASSWORD as the new vault value, from a
+    vars file (0600): no secret on the controller's argv."""
+    path = tmp_path / "rotate.json"
+    path.write_text(json.dumps({"stack_db_password": THIRD_DB_PASSWORD, **extra}))
+    path.chmod(0o600)
+    result = ansible_playbook(PLAYBOOKS / "rotate_db_password.yml", INVENTORY, "-e", f"@{path}")
+    out = result.stdout + result.stderr
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with (ARTIFACTS / "rotate_db_password-faults.log").open("a") as log:
+        log.write(f"$ ansible-playbook playbooks/rotate_db_password.yml -e {sorted(extra)}\n{out}\n")
+    assert_no_secret(out, "the output of rotate_db_password.yml")
+    return result.returncode, " ".join(out.split()), result
+
+
+def test_rotation_refuses_a_database_that_does_not_answer(host: testinfra.host.Host, tmp_path: Path) -> None:
+    """The database container paused (`docker pause` on the host): the rotation fails
+    before any change; the app keeps the old password and keeps running.
+
+    Seen to fail when roles/ops rotate_db_password.yml wrote the release first (the
+    order of before: files, then ALTER ROLE): the secret file held the third password
+    and a new release was written, while the database kept the old one.
+    """
+    expected = rotation_state(host)
+    assert expected["database takes the rotated password"]
+    assert not expected["database takes the third password"]
+    app = app_started(host)
+    run_ok(host, "docker pause algo-trade-db-1")
+    try:
+        rc, out, _result = rotate_to_third(tmp_path)
+    finally:
+        run_ok(host, "docker unpause algo-trade-db-1")
+    assert rc != 0, out[-3000:]
+    assert "The database of algo-trade on backup-a does not answer a login" in out, out[-3000:]
+    assert "Nothing was changed" in out
+    assert rotation_state(host) == expected
+    assert app_started(host) == app, "the app was restarted"
+    wait_healthy(host, timeout=60)
+
+
+def test_rotation_whose_alter_role_fails_changes_nothing(host: testinfra.host.Host, tmp_path: Path) -> None:
+    """ALTER ROLE fails (the role's new sessions read-only, as a database protected from a
+    full disk is): the run fails naming psql's error; the database, the secret file and the
+    releases are as they were, the app runs on untouched and healthy.
+
+    Seen to fail when roles/ops rotate_db_password.yml wrote the release first (the
+    order of before): the secret file held the third password and a new release was
+    written.
+    """
+    expected = rotation_state(host)
+    app = app_started(host)
+    psql = f"{COMPOSE} exec -T db psql -X -q -U algo -d algo_trade"
+    run_ok(host, f"{psql} -c 'ALTER ROLE algo SET default_transaction_read_only = on'")
+    try:
+        rc, out, _result = rotate_to_third(tmp_path)
+    finally:
+        # The SET first: this session is read-only too.
+        run_ok(
+            host,
+            f"{psql} -c 'SET default_transaction_read_only = off'"
+            " -c 'ALTER ROLE algo RESET default_transaction_read_only'",
+        )
+    assert rc != 0, out[-3000:]
+    assert "ALTER ROLE failed (ERROR: cannot execute ALTER ROLE in a read-only transaction)" in out, out[
+        -3000:
+    ]
+    assert "The database takes the old password (checked by logging in)." in out
+    assert "The app was not stopped: it runs on as before." in out
+    assert rotation_state(host) == expected
+    assert app_started(host) == app, "the app was restarted"
+    wait_healthy(host, timeout=30)
+
+
+def test_rotation_whose_restart_fails_puts_the_old_password_back(
+    host: testinfra.host.Host, tmp_path: Path
+) -> None:
+    """The database took the third password and the files were written, then the new
+    release fails its health gate (a health path the API does not serve): the database
+    and the secret file get the rotated password back, the release with the third is
+    removed and the running release runs again, healthy, on the password it has.
+
+    Seen to fail when the rescue in roles/ops rotate_db_password.yml put no password
+    back on the database (its ALTER skipped): the database took the third password only
+    ("NOT put back: the database does not take the old password").
+    """
+    expected = rotation_state(host)
+    rc, out, _result = rotate_to_third(tmp_path, stack_health_path="/api/not-served")
+    assert rc != 0, out[-3000:]
+    assert "The password rotation failed on backup-a at" in out, out[-3000:]
+    assert "The database takes the old password (checked by logging in)." in out
+    assert "Put back: the secret file holds the old password." in out
+    assert f"Put back: release {expected['current release']}" in out
+    assert rotation_state(host) == expected
+    # No file keeps the password that was never applied (the new release's app config).
+    for form, value in secret_forms(THIRD_DB_PASSWORD).items():
+        found = host.run("grep -rqaF -e %s %s", value, PROJECT).rc != 1
+        assert not found, f"the third password ({form}) is in a file under {PROJECT} (or grep failed)"
+    wait_healthy(host, timeout=60)
+    assert api_version(host) == "sample-1"
+
+
+def test_deploy_refuses_a_secret_file_the_database_does_not_take(host: testinfra.host.Host) -> None:
+    """The database set to another password behind the files' back (as a rotation stopped
+    between ALTER ROLE and the files would leave it): a deploy refuses in its preflight,
+    naming the rotation, and the app runs on untouched.
+
+    Seen to fail without the login check in roles/stack deployed.yml: the deploy went on
+    (its secret file equals the vault's value), failed its health gate and its put-back
+    ("put back on ..., unhealthy"), the app restarting, locked out.
+    """
+    app = app_started(host)
+    alter = "SET log_statement = 'none'; ALTER ROLE CURRENT_USER PASSWORD '{}'"
+    psql = f"{COMPOSE} exec -T db psql -X -q -v ON_ERROR_STOP=1 -U algo -d algo_trade"
+    # The statements on stdin: no password on an argv.
+    subprocess.run(
+        ["docker", "exec", "-i", instance_name(host), "sh", "-c", psql],
+        input=alter.format(THIRD_DB_PASSWORD),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    try:
+        rc, out, _run = playbook("stack")
+    finally:
+        subprocess.run(
+            ["docker", "exec", "-i", instance_name(host), "sh", "-c", psql],
+            input=alter.format(NEW_DB_PASSWORD),
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+    assert rc != 0, out[-3000:]
+    assert "The database on backup-a refuses the password in /opt/algo-trade/secrets/db_password" in out, out[
+        -3000:
+    ]
+    assert "with the rotate_db_password playbook" in out
+    assert app_started(host) == app
+    new_works = db_login(host, NEW_DB_PASSWORD)
+    assert new_works, "the database did not get the rotated password back"
+
+
 # --- Refusals: each leaves the running stack alone ----------------------------------
 
 
@@ -503,6 +698,152 @@ def test_restore_keeps_the_app_stopped_on_a_row_count_mismatch(host: testinfra.h
         # The database holds the backup's rows (the same dump): the app may start again.
         run_ok(host, f"{COMPOSE} up -d --wait --wait-timeout 180")
     wait_healthy(host, timeout=60)
+
+
+def copy_backup(host: testinfra.host.Host, name: str, fake: str, edit: str) -> None:
+    """A copy of backup `name` as `fake`, its manifest changed by Python code on `m`."""
+    script = (
+        f"import json, sys; path = sys.argv[1]; m = json.load(open(path)); {edit};"
+        " json.dump(m, open(path, 'w'))"
+    )
+    run_ok(host, f"cp -a {BACKUPS}/{name} {BACKUPS}/{fake}")
+    run_ok(host, f"python3 -c {shlex.quote(script)} {BACKUPS}/{fake}/manifest.json")
+
+
+def test_restore_refuses_another_hosts_or_projects_backup(host: testinfra.host.Host) -> None:
+    """A backup whose manifest names another host, another project, or none (a manifest
+    without them) is refused before anything changes, naming backup_restore_foreign.
+
+    Seen to fail without the origin check in roles/backup restore_checks.yml: the first
+    copy (another host's) was restored.
+    """
+    name = scenario(host)["backup"]
+    cases = {
+        "20000101T000003Z": (
+            "m['host'] = 'elsewhere'",
+            "was made by project algo-trade on host elsewhere; this is project algo-trade on host backup-a",
+        ),
+        "20000101T000004Z": (
+            "m['project'] = 'other-stack'",
+            "was made by project other-stack on host backup-a; this is project algo-trade on host backup-a",
+        ),
+        "20000101T000005Z": ("del m['host'], m['project']", "names no host or project"),
+    }
+    started = run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}")
+    safety = host.run(f"ls {BACKUPS}/before-restore").stdout.split()
+    try:
+        for fake, (edit, said) in cases.items():
+            copy_backup(host, name, fake, edit)
+            rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=fake)
+            assert rc != 0, out[-3000:]
+            assert f"Backup {fake} {said}" in out, out[-3000:]
+            assert "run again with -e backup_restore_foreign=true" in out
+    finally:
+        for fake in cases:
+            host.run(f"rm -rf {BACKUPS}/{fake}")
+    assert run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}") == started
+    assert host.run(f"ls {BACKUPS}/before-restore").stdout.split() == safety, "a refusal took a backup"
+
+
+def test_restore_keeps_a_safety_backup_that_a_second_restore_can_use(host: testinfra.host.Host) -> None:
+    """A restore (here of a backup without origin, allowed with backup_restore_foreign)
+    first backs up the data it replaces, root-only, under before-restore/; a second
+    restore of that backup puts the replaced data back. A marker row and a bot added
+    before the first restore tell the two apart; they stay (later tests compare with
+    backups taken after them).
+
+    Seen to fail when roles/backup restore.yml took that backup after the restore
+    instead of before the drop: it held the restored rows, not the marker.
+    """
+    name = scenario(host)["backup"]
+    fake = "20000101T000006Z"
+    marker = "INSERT INTO backtest_results (strategy, result) VALUES ('before-restore-marker', '{}')"
+    run_ok(host, f"{COMPOSE} exec -T db psql -X -q -U algo -d algo_trade -c {shlex.quote(marker)}")
+    post = (
+        "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:8080/api/bots', method='POST',"
+        " data=b'{\"name\": \"before-restore-bot\"}', headers={'Content-Type': 'application/json'}))"
+    )
+    run_ok(host, f"python3 -c {shlex.quote(post)}")
+    counts, names = table_counts(host), sorted(bot["name"] for bot in bots(host))
+    safety = host.run(f"ls {BACKUPS}/before-restore").stdout.split()
+    copy_backup(host, name, fake, "del m['host'], m['project']")
+    try:
+        rc, out, _run = playbook(
+            "restore", backup_restore_confirm=True, backup_restore_name=fake, backup_restore_foreign=True
+        )
+    finally:
+        host.run(f"rm -rf {BACKUPS}/{fake}")
+    assert rc == 0, out[-3000:]
+    assert table_counts(host) == manifest(host, name)["tables"]["timescaledb"], "the marker row is gone"
+    new = sorted(set(run_ok(host, f"ls {BACKUPS}/before-restore").split()) - set(safety))
+    assert len(new) == 1, new
+    kept = f"before-restore/{new[0]}"
+    assert f"the data it replaced: {BACKUPS}/{kept} (-e backup_restore_name={kept} puts it back)" in out
+    assert (host.file(f"{BACKUPS}/before-restore").user, host.file(f"{BACKUPS}/before-restore").mode) == (
+        "root",
+        0o700,
+    )
+    for entry in run_ok(host, f"find {BACKUPS}/{kept} -mindepth 1 -printf '%u %m %p\\n'").splitlines():
+        assert entry.startswith("root 600 "), entry
+    taken = json.loads(host.file(f"{BACKUPS}/{kept}/manifest.json").content_string)
+    assert (taken["kind"], taken["host"], taken["project"]) == ("before-restore", HOST, "algo-trade")
+    assert taken["tables"]["timescaledb"] == counts
+    assert taken["tables"]["sqlite"]["bots"] == len(names)
+    rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=kept)
+    assert rc == 0, out[-3000:]
+    assert table_counts(host) == counts
+    assert sorted(bot["name"] for bot in bots(host)) == names
+
+
+def test_backup_moments_are_what_the_docs_say(host: testinfra.host.Host) -> None:
+    """docs/operations.md: the database as of its snapshot (the manifest's
+    moments.timescaledb, read in the statement that took it), bots.db as of a moment in
+    moments.sqlite_from..sqlite_to, which begins after it. A backup taken here while the
+    side effect's writers write (trades into TimescaleDB, bots through the API): no
+    writer trade in its dump is newer than the database's moment, no bot in its bots.db
+    newer than the end of the SQLite copy (created_at has whole seconds). The backup is
+    removed after (retention may have dropped the oldest: keep backup_keep > 2).
+
+    Seen to fail when the backup script copied bots.db before it exported the snapshot
+    (sqlite_to before the database's moment).
+    """
+    run_ok(host, "rm -f /root/writer.stop; nohup /root/writer.sh >/dev/null 2>&1 &")
+    try:
+        sql = "SELECT count(*) FROM trades WHERE symbol = 'WRITER'"
+        written = int(
+            run_ok(host, f"{COMPOSE} exec -T db psql -X -U algo -d algo_trade -tAc {json.dumps(sql)}")
+        )
+        wait_for(
+            "the writer's next trades",
+            lambda: (
+                int(
+                    run_ok(host, f"{COMPOSE} exec -T db psql -X -U algo -d algo_trade -tAc {json.dumps(sql)}")
+                )
+                >= written + 50
+            ),
+            timeout=60,
+        )
+        path = run_ok(host, "/usr/local/sbin/algo-trade-backup").strip().splitlines()[-1]
+    finally:
+        run_ok(host, "touch /root/writer.stop")
+    try:
+        taken = json.loads(host.file(f"{path}/manifest.json").content_string)
+        moments = taken["moments"]
+        assert moments["timescaledb"] <= moments["sqlite_from"] <= moments["sqlite_to"], moments
+        # The dump's rows as text (hypertables keep them in chunks: every COPY block).
+        rows = run_ok(host, f"{COMPOSE} exec -T db pg_restore --data-only -f - < {path}/db.dump")
+        times = [line.split("\t")[0] for line in rows.splitlines() if "\tWRITER\t" in line]
+        assert len(times) > written, "the dump holds the writer's trades"
+        newest_trade = max(datetime.fromisoformat(t).timestamp() for t in times)
+        assert newest_trade <= moments["timescaledb"], (newest_trade, moments)
+        query = (
+            "import sqlite3, sys;"
+            " print(sqlite3.connect(sys.argv[1]).execute('SELECT max(created_at) FROM bots').fetchone()[0])"
+        )
+        newest_bot = run_ok(host, f"python3 -c {shlex.quote(query)} {path}/bots.db").strip()
+        assert datetime.fromisoformat(newest_bot.replace("Z", "+00:00")).timestamp() <= moments["sqlite_to"]
+    finally:
+        run_ok(host, f"rm -rf {path}")
 
 
 BAD_BUILD = "0badc0de0badc0de"
