@@ -302,10 +302,11 @@ def test_backup_fetch_streams_the_files_into_private_directories(
     assert result.returncode == 0, out[-3000:]
     (name,) = [path.name for path in (fetched / HOST).iterdir()]
     files = ["manifest.json", *manifest(host, name)["files"]]
-    task = out.split("backup | Stream the files to the controller]", 1)[1].split("\nTASK [", 1)[0]
-    assert "slurp" not in task.lower(), task[-3000:]
+    # ansible.builtin.fetch calls the connection's fetch_file (logged FETCH at -vvv) only
+    # for a file it did not read through slurp. The whole output: where a worker's
+    # verbose lines land relative to the task's header is not fixed.
     for file in files:
-        assert f"FETCH {BACKUPS}/{name}/{file} TO {fetched}/{HOST}/.{name}.partial/{file}" in task, file
+        assert f"FETCH {BACKUPS}/{name}/{file} TO {fetched}/{HOST}/.{name}.partial/{file}" in out, file
     assert sorted(path.name for path in (fetched / HOST / name).iterdir()) == sorted(files)
     for path in [fetched / HOST, fetched / HOST / name]:
         assert path.stat().st_mode & 0o777 == 0o700, f"{path}: {oct(path.stat().st_mode)}"
