@@ -591,31 +591,28 @@ def test_deploy_refuses_a_secret_file_the_database_does_not_take(host: testinfra
     between ALTER ROLE and the files would leave it): a deploy refuses in its preflight,
     naming the rotation, and the app runs on untouched.
 
-    Seen to fail without the login check in roles/stack deployed.yml: the deploy went on
+    Seen to fail without the login check in roles/checks' deployed.yml: the deploy went on
     (its secret file equals the vault's value), failed its health gate and its put-back
     ("put back on ..., unhealthy"), the app restarting, locked out.
     """
     app = app_started(host)
-    alter = "SET log_statement = 'none'; ALTER ROLE CURRENT_USER PASSWORD '{}'"
     psql = f"{COMPOSE} exec -T db psql -X -q -v ON_ERROR_STOP=1 -U algo -d algo_trade"
-    # The statements on stdin: no password on an argv.
-    subprocess.run(
-        ["docker", "exec", "-i", instance_name(host), "sh", "-c", psql],
-        input=alter.format(THIRD_DB_PASSWORD),
-        text=True,
-        check=True,
-        capture_output=True,
-    )
-    try:
-        rc, out, _run = playbook("stack")
-    finally:
+
+    def set_database_password(password: str) -> None:
+        # The statement on stdin: no password on an argv.
         subprocess.run(
             ["docker", "exec", "-i", instance_name(host), "sh", "-c", psql],
-            input=alter.format(NEW_DB_PASSWORD),
+            input=f"SET log_statement = 'none'; ALTER ROLE CURRENT_USER PASSWORD '{password}'",
             text=True,
             check=True,
             capture_output=True,
         )
+
+    set_database_password(THIRD_DB_PASSWORD)
+    try:
+        rc, out, _run = playbook("stack")
+    finally:
+        set_database_password(NEW_DB_PASSWORD)
     assert rc != 0, out[-3000:]
     assert "The database on backup-a refuses the password in /opt/algo-trade/secrets/db_password" in out, out[
         -3000:
