@@ -65,7 +65,8 @@ def test_dockerfile_defaults_cache_mounts_and_checked_ttyd_release(tmp_path: Pat
     ) in dockerfile
     assert "USER 10001:10001" in dockerfile
     assert "STOPSIGNAL SIGTERM" in dockerfile
-    assert "HEALTHCHECK" in dockerfile
+    assert "HEALTHCHECK" not in dockerfile, "each service of the compose file has its own"
+    assert 'CMD ["run-app", "run"]' in dockerfile
     assert 'ENTRYPOINT ["/usr/bin/tini", "--"' in dockerfile
 
 
@@ -108,7 +109,7 @@ def proxy_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
          "-out", str(secrets / "tls_certificate")],
         check=True, capture_output=True,
     )  # fmt: skip
-    for name in ("tui_htpasswd", "api_htpasswd"):
+    for name in ("htpasswd_live-bot-tui", "htpasswd_backtest-manager", "api_htpasswd"):
         (secrets / name).write_text("user:$6$salt$hash\n")
     for path in secrets.iterdir():
         path.chmod(0o444)
@@ -131,7 +132,8 @@ def test_proxy_config_is_accepted_by_nginx(
     )
     assert "deny all;" in conf
     assert "allow 172.30.0.0/16;" in conf
-    assert ("tui_htpasswd" in conf) is tui
+    assert ("htpasswd_live-bot-tui" in conf) is tui
+    assert ("htpasswd_backtest-manager" in conf) is tui
     assert ("api_htpasswd" in conf) is api_remote
     mounts = [
         "-v",
@@ -176,16 +178,20 @@ def test_proxy_tls_settings(
     assert "    ssl_session_timeout 1d;" in lines
 
 
+# Upstream's services (the defaults, the signal collector too when enabled), the proxy, and
+# one an inventory adds; each with a digest of its own.
+SERVICES = ("app", "live-bot-tui", "backtest-manager", "scheduled-backtest", "backtest-daemon",
+            "signal-collector", "proxy", "collector")  # fmt: skip
+DIGESTS = {name: f"{i:016x}" for i, name in enumerate(SERVICES)}
+
+
 def compose(tmp_path: Path, **overrides: object) -> dict[str, Any]:
     settings: dict[str, object] = {
         "__release_app_image": "algo-trade/app:0123456789abcdef",
         # What render.yml and host_state.yml fix before the role renders the compose file.
-        "__release_input_digests": {"app": "0" * 16, "proxy": "1" * 16},
-        "__release_input_dirs": {
-            "app": f"/opt/algo-trade/inputs/app-{'0' * 16}",
-            "proxy": f"/opt/algo-trade/inputs/proxy-{'1' * 16}",
-        },
-        "__release_services": ["app", "proxy"],
+        "__release_input_digests": {name: DIGESTS[name] for name in SERVICES},
+        "__release_input_dirs": {name: f"/opt/algo-trade/inputs/{name}-{DIGESTS[name]}" for name in SERVICES},
+        "__release_services": list(SERVICES),
         "__release_schema": "CREATE TABLE t ();",
         "stack_db_password": "x" * 24,
         "stack_tui_password": "y" * 24,
@@ -201,8 +207,8 @@ def compose(tmp_path: Path, **overrides: object) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("tui", "api_remote", "proxy_ports", "app_ports"),
     [
-        (True, False, ["192.0.2.10:7681:7681"], ["127.0.0.1:8080:8080"]),
-        (True, True, ["192.0.2.10:7681:7681", "192.0.2.10:8080:8443"], None),
+        (True, False, ["192.0.2.10:7681:7681", "192.0.2.10:7682:7682"], ["127.0.0.1:8080:8080"]),
+        (True, True, ["192.0.2.10:7681:7681", "192.0.2.10:7682:7682", "192.0.2.10:8080:8443"], None),
         (False, True, ["192.0.2.10:8080:8443"], None),
         (False, False, None, ["127.0.0.1:8080:8080"]),
     ],
@@ -211,31 +217,36 @@ def compose(tmp_path: Path, **overrides: object) -> dict[str, Any]:
 def test_compose_publishes_only_through_the_proxy(
     tmp_path: Path, tui: bool, api_remote: bool, proxy_ports: list[str] | None, app_ports: list[str] | None
 ) -> None:
-    """stack_tui_enabled: false leaves no terminal port and no ttyd socket volume."""
+    """stack_tui_enabled: false leaves no terminal service, no terminal port and no ttyd socket volume."""
     api_bind = "192.0.2.10" if api_remote else "127.0.0.1"
     services = compose(tmp_path, stack_tui_enabled=tui, stack_api_remote=api_remote, stack_api_bind=api_bind)[
         "services"
     ]
     assert services.get("proxy", {}).get("ports") == proxy_ports
     assert services["app"].get("ports") == app_ports
-    assert any("tui-socket" in v for v in services["app"]["volumes"]) is tui
+    assert ("live-bot-tui" in services and "backtest-manager" in services) is tui
+    assert ("tui-socket:/run/ttyd" in services.get("proxy", {}).get("volumes", [])) is tui
+    assert all("tui-socket" not in " ".join(s.get("volumes", [])) for n, s in services.items() if n != "proxy"
+               and not n.endswith(("-tui", "-manager")))  # fmt: skip
     assert "ports" not in services["db"]
 
 
 def test_compose_names_each_services_files_by_their_digest(tmp_path: Path) -> None:
-    """A release's compose file reads the app's and the proxy's files from directories
-    named after their content (a service whose files did not change keeps its container),
-    and the database's password from its one place, shared by every release."""
+    """A release's compose file reads each service's files from a directory named after
+    their content (a service whose files did not change keeps its container), under a
+    secret name of the service's own, and the database's password from its one place,
+    shared by every release."""
     rendered = compose(tmp_path, stack_hyperliquid_private_key="0x" + "a" * 64)
     files = {name: entry["file"] for name, entry in rendered["secrets"].items()}
-    app, proxy = f"/opt/algo-trade/inputs/app-{'0' * 16}", f"/opt/algo-trade/inputs/proxy-{'1' * 16}"
+    app, proxy = f"/opt/algo-trade/inputs/app-{DIGESTS['app']}", f"/opt/algo-trade/inputs/proxy-{DIGESTS['proxy']}"
     assert files["db_password"] == "/opt/algo-trade/secrets/db_password"  # noqa: S105
-    assert files["app_config"] == f"{app}/app_config"
-    assert files["hyperliquid_private_key"] == f"{app}/hyperliquid_private_key"
-    assert files["tui_htpasswd"] == f"{proxy}/tui_htpasswd"
+    assert files["app-app_config"] == f"{app}/app_config"
+    assert files["app-env_HYPERLIQUID_PRIVATE_KEY"] == f"{app}/env_HYPERLIQUID_PRIVATE_KEY"
+    assert files["proxy-htpasswd_live-bot-tui"] == f"{proxy}/htpasswd_live-bot-tui"
     services = rendered["services"]
-    assert services["app"]["labels"]["org.algotrade.inputs"] == "0" * 16
-    assert services["proxy"]["labels"]["org.algotrade.inputs"] == "1" * 16
+    for name in ("app", "live-bot-tui", "scheduled-backtest", "proxy"):
+        assert services[name]["labels"]["org.algotrade.inputs"] == DIGESTS[name]
+    assert {"source": "app-app_config", "target": "app_config"} in services["app"]["secrets"]
     assert f"{proxy}/nginx.conf:/etc/nginx/nginx.conf:ro" in services["proxy"]["volumes"]
     assert "labels" not in services["db"], "the database is recreated only when its own settings change"
 
@@ -352,7 +363,7 @@ def test_the_entrypoint_health_check_sends_a_hostile_health_path_as_it_is(tmp_pa
             render("entrypoint.sh.j2", tmp_path, stack_health_path=path, __stack_api_container_port=port)
         )
         result = subprocess.run(
-            ["bash", str(script), "healthcheck"], capture_output=True, text=True, check=False, timeout=30
+            ["bash", str(script), "healthcheck-api"], capture_output=True, text=True, check=False, timeout=30
         )
         thread.join(timeout=10)
     assert requests == [f"GET {path} HTTP/1.0".encode()], result.stdout + result.stderr
