@@ -141,7 +141,7 @@ def _service_problems(name: str, spec: Mapping[str, Any], secrets: list[str]) ->
             problems.append(f"{where}.terminal must be a mapping of {', '.join(sorted(TERMINAL_KEYS))}")
         elif (_int(terminal.get("port")) or 0) not in range(1, 65536):
             problems.append(f"{where}.terminal.port must be a port between 1 and 65535")
-        elif not re.fullmatch(r"[A-Za-z0-9._-]+", str(terminal.get("user", ""))):
+        elif "user" in terminal and not re.fullmatch(r"[A-Za-z0-9._-]+", str(terminal["user"])):
             problems.append(f"{where}.terminal.user must be a login name of letters, digits, dot, dash or underscore")
         if _truth(spec.get("api", False)):
             problems.append(f"{where}: a web terminal cannot also serve the API; make them two services")
