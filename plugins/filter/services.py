@@ -107,7 +107,9 @@ def _service_problems(name: str, spec: Mapping[str, Any], secrets: list[str]) ->
     problems = []
     unknown = sorted(set(spec) - set(DEFAULTS))
     if unknown:
-        problems.append(f"{where} has unknown keys {', '.join(unknown)}; a service knows {', '.join(DEFAULTS)}")
+        problems.append(
+            f"{where} has unknown keys {', '.join(unknown)}; a service knows {', '.join(DEFAULTS)}"
+        )
     command = spec.get("command")
     if not isinstance(command, list) or not command or not all(isinstance(a, (str, int)) for a in command):
         problems.append(f"{where}.command must be the app's subcommand and its flags as a list, e.g. [run]")
@@ -119,7 +121,9 @@ def _service_problems(name: str, spec: Mapping[str, Any], secrets: list[str]) ->
             if not ENV_NAME.fullmatch(str(key)):
                 problems.append(f"{where}.environment: {key!r} is not a variable name (letters, digits, _)")
             elif not isinstance(value, (str, int, float, bool)):
-                problems.append(f"{where}.environment.{key} must be a string or number, not a {type(value).__name__}")
+                problems.append(
+                    f"{where}.environment.{key} must be a string or number, not a {type(value).__name__}"
+                )
     named = spec.get("secrets") or []
     if not isinstance(named, list):
         problems.append(f"{where}.secrets must be a list of secret variable names, e.g. [DATABASE_URL]")
@@ -142,7 +146,9 @@ def _service_problems(name: str, spec: Mapping[str, Any], secrets: list[str]) ->
         elif (_int(terminal.get("port")) or 0) not in range(1, 65536):
             problems.append(f"{where}.terminal.port must be a port between 1 and 65535")
         elif "user" in terminal and not re.fullmatch(r"[A-Za-z0-9._-]+", str(terminal["user"])):
-            problems.append(f"{where}.terminal.user must be a login name of letters, digits, dot, dash or underscore")
+            problems.append(
+                f"{where}.terminal.user must be a login name of letters, digits, dot, dash or underscore"
+            )
         if _truth(spec.get("api", False)):
             problems.append(f"{where}: a web terminal cannot also serve the API; make them two services")
     if _truth(spec.get("bots", False)) and not _truth(spec.get("data", False)):
@@ -171,7 +177,9 @@ def service_problems(
                 f"not {' or '.join(RESERVED)} (the stack's own)"
             )
         elif not isinstance(spec, Mapping):
-            problems.append(f"{SETTING}.{name} must be a mapping of a service's keys, e.g. {{command: [run]}}")
+            problems.append(
+                f"{SETTING}.{name} must be a mapping of a service's keys, e.g. {{command: [run]}}"
+            )
         elif _truth(spec.get("enabled", True)):
             problems += _service_problems(str(name), spec, [str(s) for s in secrets or []])
     if problems:
@@ -183,7 +191,11 @@ def service_problems(
             f"{SETTING}: exactly one enabled service must serve the API (api: true), not "
             f"{len(apis)} ({', '.join(apis) or 'none'}): the health gate asks it"
         )
-    ports = {f"{SETTING}.{n}.terminal.port": _int(s["terminal"]["port"]) for n, s in enabled.items() if s["terminal"]}
+    ports = {
+        f"{SETTING}.{n}.terminal.port": _int(s["terminal"]["port"])
+        for n, s in enabled.items()
+        if s["terminal"]
+    }
     ports |= {k: _int(v) for k, v in (taken_ports or {}).items()}
     for port in sorted({p for p in ports.values() if list(ports.values()).count(p) > 1}, key=str):
         problems.append(
@@ -224,7 +236,9 @@ def release_files(
     }
 
 
-def terminal_login_files(terminals: Mapping[str, Mapping[str, Any]], salt_key: str, uid: object) -> list[dict[str, Any]]:
+def terminal_login_files(
+    terminals: Mapping[str, Mapping[str, Any]], salt_key: str, uid: object
+) -> list[dict[str, Any]]:
     """Each web terminal's login file for the proxy (htpasswd_<service>, 0400 owned by uid):
     one line, the user and the SHA-512 crypt hash the proxy checks, salted per terminal and
     salt_key (host and project) so that an unchanged password renders an unchanged file."""
@@ -237,7 +251,9 @@ def terminal_login_files(terminals: Mapping[str, Mapping[str, Any]], salt_key: s
         terminal = service["terminal"]
         salt = hashlib.sha1(f"{salt_key}{name}".encode()).hexdigest()[:16]
         crypt = get_encrypted_password(secret_text(terminal.get("password", "")), "sha512", salt=salt)
-        files.append({"name": f"htpasswd_{name}", "content": f"{terminal['user']}:{crypt}", "uid": uid, "mode": "0400"})
+        files.append(
+            {"name": f"htpasswd_{name}", "content": f"{terminal['user']}:{crypt}", "uid": uid, "mode": "0400"}
+        )
     return files
 
 

@@ -21,7 +21,12 @@ SERVICES: dict[str, Any] = {
     **DEFAULTS["stack_services"],
     "live-bot-tui": {**DEFAULTS["stack_services"]["live-bot-tui"], "terminal": {"port": 7681}},
 }
-SECRETS = ["DATABASE_URL", "HYPERLIQUID_PRIVATE_KEY", "HYPERLIQUID_ACCOUNT_ADDRESS", "HYPERLIQUID_API_WALLET_KEY"]
+SECRETS = [
+    "DATABASE_URL",
+    "HYPERLIQUID_PRIVATE_KEY",
+    "HYPERLIQUID_ACCOUNT_ADDRESS",
+    "HYPERLIQUID_API_WALLET_KEY",
+]
 COMMON = {"BOT_DATABASE_URL": "sqlite:///data/bots.db"}
 
 
@@ -33,7 +38,13 @@ def problems(overrides: dict[str, Any], **extra: Any) -> list[str]:
 
 def test_the_defaults_are_upstreams_services_and_valid() -> None:
     enabled = services_filter.services(SERVICES, {}, True, {"user": "trader", "password": "p"})
-    assert list(enabled) == ["app", "live-bot-tui", "backtest-manager", "scheduled-backtest", "backtest-daemon"]
+    assert list(enabled) == [
+        "app",
+        "live-bot-tui",
+        "backtest-manager",
+        "scheduled-backtest",
+        "backtest-daemon",
+    ]
     assert enabled["app"]["command"][0] == "run"
     assert enabled["live-bot-tui"]["terminal"] == {"port": 7681, "user": "trader", "password": "p"}
     assert enabled["backtest-manager"]["terminal"]["port"] == 7682
@@ -52,7 +63,9 @@ def test_overrides_switch_off_change_and_add_services() -> None:
     enabled = services_filter.services(SERVICES, overrides)
     assert "backtest-daemon" not in enabled
     assert enabled["scheduled-backtest"]["environment"] == {"RUST_LOG": "debug"}
-    assert enabled["scheduled-backtest"]["command"][0] == "scheduled-backtest", "the rest of the service stays"
+    assert enabled["scheduled-backtest"]["command"][0] == "scheduled-backtest", (
+        "the rest of the service stays"
+    )
     assert enabled["signal-collector"]["secrets"] == ["DATABASE_URL", "CRYPTOPANIC_API_KEY"]
     assert enabled["reporter"]["command"] == ["report", "--daily"]
     assert enabled["reporter"]["stop_grace_period"] == 30
@@ -72,11 +85,27 @@ def test_terminals_go_with_stack_tui_enabled_false() -> None:
         ({"x": {"command": "run"}}, {}, "stack_services.x.command must be the app's subcommand"),
         ({"x": {"command": ["run"], "comand": ["y"]}}, {}, "stack_services.x has unknown keys comand"),
         ({"x": {"command": ["run"], "environment": {"A-B": "1"}}}, {}, "'A-B' is not a variable name"),
-        ({"x": {"command": ["run"], "secrets": ["KALSHI_PASSWORD"]}}, {}, "names KALSHI_PASSWORD, which is no secret"),
-        ({"x": {"command": ["run"], "stop_signal": "SIGKILL"}}, {}, "stack_services.x.stop_signal must be one of"),
-        ({"x": {"command": ["run"], "stop_grace_period": "soon"}}, {}, "x.stop_grace_period must be a number"),
+        (
+            {"x": {"command": ["run"], "secrets": ["KALSHI_PASSWORD"]}},
+            {},
+            "names KALSHI_PASSWORD, which is no secret",
+        ),
+        (
+            {"x": {"command": ["run"], "stop_signal": "SIGKILL"}},
+            {},
+            "stack_services.x.stop_signal must be one of",
+        ),
+        (
+            {"x": {"command": ["run"], "stop_grace_period": "soon"}},
+            {},
+            "x.stop_grace_period must be a number",
+        ),
         ({"x": {"command": ["run"], "terminal": {"port": 0}}}, {}, "x.terminal.port must be a port"),
-        ({"x": {"command": ["run"], "terminal": {"port": 7690, "user": "a b"}}}, {}, "x.terminal.user must be"),
+        (
+            {"x": {"command": ["run"], "terminal": {"port": 7690, "user": "a b"}}},
+            {},
+            "x.terminal.user must be",
+        ),
         ({"x": {"command": ["run"], "bots": True}}, {}, "stack_services.x.bots needs data: true"),
         ({"x": {"command": ["run"], "api": True}}, {}, "exactly one enabled service must serve the API"),
         ({"app": {"enabled": False}}, {}, "not 0 (none)"),
@@ -86,7 +115,9 @@ def test_terminals_go_with_stack_tui_enabled_false() -> None:
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
-def test_each_broken_rule_names_the_setting(overrides: dict[str, Any], extra: dict[str, Any], expected: str) -> None:
+def test_each_broken_rule_names_the_setting(
+    overrides: dict[str, Any], extra: dict[str, Any], expected: str
+) -> None:
     # backtest-daemon without its own BOT_DATABASE_URL shares the daemon's: environment
     # is merged key by key, so the override above drops it by replacing the service's.
     if "backtest-daemon" in overrides:
@@ -148,9 +179,16 @@ def test_compose_carries_no_secret_only_secret_files(tmp_path: Path) -> None:
         "env_CRYPTOPANIC_API_KEY",
     }
     assert services["app"]["command"] == ["run-app", "run", "--config", "config/Config.toml"]
-    assert services["live-bot-tui"]["command"] == ["run-terminal", "/run/ttyd/live-bot-tui.sock", "live-bot-tui"]
+    assert services["live-bot-tui"]["command"] == [
+        "run-terminal",
+        "/run/ttyd/live-bot-tui.sock",
+        "live-bot-tui",
+    ]
     assert services["backtest-daemon"]["stop_signal"] == "SIGINT"
-    assert services["backtest-daemon"]["environment"]["BOT_DATABASE_URL"] == "sqlite:///data/backtest-daemon/bots.db"
+    assert (
+        services["backtest-daemon"]["environment"]["BOT_DATABASE_URL"]
+        == "sqlite:///data/backtest-daemon/bots.db"
+    )
     assert services["scheduled-backtest"]["healthcheck"] == {"disable": True}
     assert "volumes" not in services["scheduled-backtest"]
     assert services["app"]["volumes"] == ["app-data:/data"]

@@ -238,7 +238,10 @@ def test_compose_names_each_services_files_by_their_digest(tmp_path: Path) -> No
     shared by every release."""
     rendered = compose(tmp_path, stack_hyperliquid_private_key="0x" + "a" * 64)
     files = {name: entry["file"] for name, entry in rendered["secrets"].items()}
-    app, proxy = f"/opt/algo-trade/inputs/app-{DIGESTS['app']}", f"/opt/algo-trade/inputs/proxy-{DIGESTS['proxy']}"
+    app, proxy = (
+        f"/opt/algo-trade/inputs/app-{DIGESTS['app']}",
+        f"/opt/algo-trade/inputs/proxy-{DIGESTS['proxy']}",
+    )
     assert files["db_password"] == "/opt/algo-trade/secrets/db_password"  # noqa: S105
     assert files["app-app_config"] == f"{app}/app_config"
     assert files["app-env_HYPERLIQUID_PRIVATE_KEY"] == f"{app}/env_HYPERLIQUID_PRIVATE_KEY"
