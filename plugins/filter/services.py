@@ -199,7 +199,8 @@ def service_problems(
     ports |= {k: _int(v) for k, v in (taken_ports or {}).items()}
     for port in sorted({p for p in ports.values() if list(ports.values()).count(p) > 1}, key=str):
         problems.append(
-            f"{' and '.join(k for k, p in ports.items() if p == port)} publish the same port {port}: give each its own"
+            f"{' and '.join(k for k, p in ports.items() if p == port)} publish the same port {port}: "
+            "give each its own"
         )
     common = {str(k): str(v) for k, v in (environment or {}).items()}
     by_bots: dict[str, list[str]] = {}
@@ -243,13 +244,13 @@ def terminal_login_files(
     one line, the user and the SHA-512 crypt hash the proxy checks, salted per terminal and
     salt_key (host and project) so that an unchanged password renders an unchanged file."""
     from ansible.plugins.filter.core import get_encrypted_password  # only where Ansible runs
-
     from ansible_collections.algotrade.deploy.plugins.filter.secret_text import secret_text
 
     files = []
     for name, service in terminals.items():
         terminal = service["terminal"]
-        salt = hashlib.sha1(f"{salt_key}{name}".encode()).hexdigest()[:16]
+        # A salt, not a secret: sha1 only spreads the names over 16 characters.
+        salt = hashlib.sha1(f"{salt_key}{name}".encode(), usedforsecurity=False).hexdigest()[:16]
         crypt = get_encrypted_password(secret_text(terminal.get("password", "")), "sha512", salt=salt)
         files.append(
             {"name": f"htpasswd_{name}", "content": f"{terminal['user']}:{crypt}", "uid": uid, "mode": "0400"}

@@ -112,7 +112,8 @@ def test_a_service_added_by_the_guide_is_rendered_whole(tmp_path: Path) -> None:
     assert reporter["environment"]["REPORT_TZ"] == "UTC"
     assert reporter["stop_signal"] == "SIGINT"
     assert reporter["stop_grace_period"] == "20s"
-    assert reporter["read_only"] is True and reporter["cap_drop"] == ["ALL"]
+    assert reporter["read_only"] is True
+    assert reporter["cap_drop"] == ["ALL"]
     assert f"reporter-{digest}" in before["release"]["inputs"]
     assert "first-token" not in json.dumps(compose)
 

@@ -30,8 +30,8 @@ SECRETS = [
 COMMON = {"BOT_DATABASE_URL": "sqlite:///data/bots.db"}
 
 
-def problems(overrides: dict[str, Any], **extra: Any) -> list[str]:
-    settings: dict[str, Any] = {"secrets": SECRETS, "environment": COMMON, **extra}
+def problems(overrides: dict[str, Any], **extra: object) -> list[str]:
+    settings: dict[str, object] = {"secrets": SECRETS, "environment": COMMON, **extra}
     result: list[str] = services_filter.service_problems(SERVICES, overrides, **settings)
     return result
 
