@@ -19,14 +19,24 @@ VARS = RUNNER.get_variables("stack-a")
 PROJECT = "/opt/algo-trade"
 COMPOSE = f"docker compose --project-directory {PROJECT}"
 APP, DB, PROXY = "algo-trade-app-1", "algo-trade-db-1", "algo-trade-proxy-1"
-CONTAINERS = (APP, DB, PROXY)
+# The other services of the default set (stack_services): the two web terminals, and two
+# services that serve nothing to ask (no health check: running is what they show).
+LIVE_TUI, BACKTEST_TUI = "algo-trade-live-bot-tui-1", "algo-trade-backtest-manager-1"
+SCHEDULED, BACKTEST_DAEMON = "algo-trade-scheduled-backtest-1", "algo-trade-backtest-daemon-1"
+TERMINALS = {LIVE_TUI: 7681, BACKTEST_TUI: 7682}
+UNASKED = (SCHEDULED, BACKTEST_DAEMON)
+APP_SERVICES = (APP, LIVE_TUI, BACKTEST_TUI, SCHEDULED, BACKTEST_DAEMON)
+CONTAINERS = (*APP_SERVICES, DB, PROXY)
 
 TUI_LOGIN = f"{VARS['stack_tui_user']}:{VARS['stack_tui_password']}"
+BACKTEST_TERMINAL = VARS["stack_services_overrides"]["backtest-manager"]["terminal"]
+BACKTEST_LOGIN = f"{BACKTEST_TERMINAL['user']}:{BACKTEST_TERMINAL['password']}"
 API_LOGIN = f"{VARS['stack_api_user']}:{VARS['stack_api_password']}"
 SECRETS = [
     VARS["stack_db_password"],
     VARS["stack_hyperliquid_private_key"],
     VARS["stack_tui_password"],
+    BACKTEST_TERMINAL["password"],
     VARS["stack_api_password"],
 ]
 
@@ -71,20 +81,20 @@ def api(host: testinfra.host.Host, method: str, path: str, body: dict[str, str] 
 
 
 def health(host: testinfra.host.Host) -> dict[str, str]:
-    """Each container's health status ("" for a missing container)."""
-    return {
-        c: host.run(f"docker inspect -f '{{{{.State.Health.Status}}}}' {c}").stdout.strip()
-        for c in CONTAINERS
-    }
+    """Each container's health status, or its state for one without a health check
+    ("running"), "" for a missing container."""
+    state = "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}"
+    return {c: host.run(f"docker inspect -f '{state}' {c}").stdout.strip() for c in CONTAINERS}
 
 
 def wait_healthy(host: testinfra.host.Host, timeout: float = 180) -> float:
-    """Wait until every container is healthy; return the seconds it took."""
+    """Wait until every container is healthy (running, for those without a health check);
+    return the seconds it took."""
     start = time.monotonic()
     states: dict[str, str] = {}
     while time.monotonic() - start < timeout:
         states = health(host)
-        if set(states.values()) == {"healthy"}:
+        if all(states[c] == ("running" if c in UNASKED else "healthy") for c in CONTAINERS):
             return time.monotonic() - start
         time.sleep(1)
     logs = host.run(f"{COMPOSE} logs --tail 30").stdout

@@ -18,11 +18,12 @@ from pathlib import Path
 import pyte
 import pytest
 import testinfra.host
-from stackenv import API_LOGIN, APP, STACK_HOSTS, TUI_LOGIN, attacker, release_file
+from stackenv import API_LOGIN, BACKTEST_LOGIN, LIVE_TUI, STACK_HOSTS, TUI_LOGIN, attacker, release_file
 from testlib import run_ok
 
 testinfra_hosts = STACK_HOSTS
 TUI = "https://stack-a:7681"
+BACKTEST_TUI = "https://stack-a:7682"
 LISTED_ORIGIN = "https://desk.example"  # the scenario's stack_allowed_origins
 API = "https://stack-a:8080"
 
@@ -85,6 +86,7 @@ def outside(host: testinfra.host.Host) -> testinfra.host.Host:
     other = attacker()
     put("stack-ca.pem", host.file(release_file(host, "tls", "certificate.pem")).content_string)
     put("tui.curlrc", curlrc(TUI_LOGIN))
+    put("backtest.curlrc", curlrc(BACKTEST_LOGIN))
     put("api.curlrc", curlrc(API_LOGIN))
     put("wrong.curlrc", curlrc("trader:not-the-password-at-all"))
     put("ws_client.py", WS_CLIENT)
@@ -125,10 +127,11 @@ asyncio.run(main())
 
 def test_only_the_proxy_ports_are_open(outside: testinfra.host.Host) -> None:
     """A scan of every TCP port: the database and ttyd have none reachable, and every
-    other port answers with a refusal (none left unanswered, which a timeout would hide)."""
+    other port answers with a refusal (none left unanswered, which a timeout would hide):
+    the two web terminals and the API, through the proxy."""
     put("scan.py", SCAN)
     found = json.loads(run_ok(outside, "python3 /root/scan.py"))
-    assert found == {"open": [7681, 8080], "unanswered": []}
+    assert found == {"open": [7681, 7682, 8080], "unanswered": []}
 
 
 @pytest.mark.parametrize("url", [TUI, API])
@@ -194,7 +197,7 @@ def test_tls12_takes_only_the_listed_ciphers(
 ) -> None:
     """Without ssl_ciphers (nginx's own HIGH:!aNULL:!MD5) the proxy took the CBC suite
     ECDHE-ECDSA-AES128-SHA256: seen with this config on Debian 12's nginx, outside the scenario."""
-    for port in (7681, 8080):
+    for port in (7681, 7682, 8080):
         out = outside.run(TLS12_CLIENT.format(cipher=cipher, address=f"stack-a:{port}"))
         text = str(out.stdout + out.stderr)
         if accepted:
@@ -210,6 +213,10 @@ def test_tls12_takes_only_the_listed_ciphers(
         (TUI, "wrong", "401"),
         (TUI, "api", "401"),
         (TUI, "tui", "200"),
+        (TUI, "backtest", "401"),
+        (BACKTEST_TUI, None, "401"),
+        (BACKTEST_TUI, "tui", "401"),
+        (BACKTEST_TUI, "backtest", "200"),
         (API + "/api/bots", None, "401"),
         (API + "/api/bots", "wrong", "401"),
         (API + "/api/bots", "tui", "401"),
@@ -221,8 +228,8 @@ def test_logins(outside: testinfra.host.Host, url: str, login: str | None, expec
     assert status(outside, url, *options).split()[0] == expected
 
 
-def websocket(client: testinfra.host.Host, case: dict[str, str]) -> list[str]:
-    path = put("ws_case.json", json.dumps({"url": "wss://stack-a:7681/ws", **case}))
+def websocket(client: testinfra.host.Host, case: dict[str, str], port: int = 7681) -> list[str]:
+    path = put("ws_case.json", json.dumps({"url": f"wss://stack-a:{port}/ws", **case}))
     return run_ok(client, f"python3 /root/ws_client.py {path}").split()
 
 
@@ -266,7 +273,7 @@ def test_the_terminal_gets_the_login_name_never_the_password(
     logs the header names it received (test bed instrumentation) and the user header's value."""
     since = run_ok(host, "date -u +%Y-%m-%dT%H:%M:%S.%NZ").strip()
     assert status(outside, TUI + "/", "-K /root/tui.curlrc").startswith("200")
-    logs = run_ok(host, f"docker logs --since {since} {APP} 2>&1")
+    logs = run_ok(host, f"docker logs --since {since} {LIVE_TUI} 2>&1")
     requests = [line for line in logs.splitlines() if line.startswith("request GET / ")]
     assert requests, logs
     user = TUI_LOGIN.split(":", maxsplit=1)[0]

@@ -26,13 +26,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from stackenv import (
     APP,
+    APP_SERVICES,
+    BACKTEST_TUI,
     COMPOSE,
     CONTAINERS,
     DB,
+    LIVE_TUI,
     INVENTORY,
     PROJECT,
     PROXY,
     STACK_HOSTS,
+    TERMINALS,
     VARS,
     api,
     assert_no_secret,
@@ -71,21 +75,25 @@ def test_api_answers_with_the_changed_version(host: testinfra.host.Host) -> None
 
 def test_only_the_proxy_publishes_ports(host: testinfra.host.Host) -> None:
     """With stack_api_remote, the API too goes through the proxy; ttyd never has a port."""
-    app = docker_json(host, f"docker inspect -f '{{{{json .HostConfig.PortBindings}}}}' {APP}")
-    assert app == {}
+    for container in APP_SERVICES:
+        bindings = docker_json(host, f"docker inspect -f '{{{{json .HostConfig.PortBindings}}}}' {container}")
+        assert bindings == {}, container
     proxy = docker_json(host, f"docker inspect -f '{{{{json .HostConfig.PortBindings}}}}' {PROXY}")
     address = primary_address(host)
     assert proxy == {
         "7681/tcp": [{"HostIp": address, "HostPort": "7681"}],
+        "7682/tcp": [{"HostIp": address, "HostPort": "7682"}],
         "8443/tcp": [{"HostIp": address, "HostPort": "8080"}],
     }
-    # No TCP listener for ttyd in the app container: only the shared UNIX socket.
-    assert ":1E01 " not in run_ok(host, f"docker exec {APP} cat /proc/net/tcp /proc/net/tcp6")
+    # No TCP listener in the web terminals' containers: only their shared UNIX sockets.
+    for container in TERMINALS:
+        assert run_ok(host, f"docker exec {container} cat /proc/net/tcp /proc/net/tcp6").count("\n") == 2
 
 
-def test_app_processes_run_as_10001(host: testinfra.host.Host) -> None:
-    uids = {line.split()[1] for line in run_ok(host, f"docker top {APP} -eo pid,uid,comm").splitlines()[1:]}
-    assert uids == {"10001"}
+@pytest.mark.parametrize("container", APP_SERVICES)
+def test_app_processes_run_as_10001(host: testinfra.host.Host, container: str) -> None:
+    top = run_ok(host, f"docker top {container} -eo pid,uid,comm").splitlines()[1:]
+    assert {line.split()[1] for line in top} == {"10001"}
 
 
 def test_data_volume_writable_by_the_app(host: testinfra.host.Host) -> None:
@@ -93,8 +101,9 @@ def test_data_volume_writable_by_the_app(host: testinfra.host.Host) -> None:
     assert host.run(f"docker exec {APP} touch /app/probe").rc != 0, "root filesystem must be read-only"
 
 
-def test_app_container_confinement(host: testinfra.host.Host) -> None:
-    config = docker_json(host, f"docker inspect -f '{{{{json .HostConfig}}}}' {APP}")
+@pytest.mark.parametrize("container", APP_SERVICES)
+def test_app_container_confinement(host: testinfra.host.Host, container: str) -> None:
+    config = docker_json(host, f"docker inspect -f '{{{{json .HostConfig}}}}' {container}")
     assert config["CapDrop"] == ["ALL"]
     assert "no-new-privileges:true" in config["SecurityOpt"]
     assert config["ReadonlyRootfs"] is True
@@ -119,8 +128,11 @@ def test_proxy_reaches_the_app_but_not_the_database(host: testinfra.host.Host) -
     [
         ("", "secrets/db_password", 70),
         ("app", "app_config", 10001),
-        ("app", "hyperliquid_private_key", 10001),
-        ("proxy", "tui_htpasswd", 101),
+        ("app", "env_HYPERLIQUID_PRIVATE_KEY", 10001),
+        ("app", "env_DATABASE_URL", 10001),
+        ("scheduled-backtest", "app_config", 10001),
+        ("proxy", "htpasswd_live-bot-tui", 101),
+        ("proxy", "htpasswd_backtest-manager", 101),
         ("proxy", "api_htpasswd", 101),
         ("tls", "private_key.pem", 0),
     ],
@@ -147,14 +159,14 @@ def test_release_files_are_root_only(host: testinfra.host.Host) -> None:
 @pytest.mark.parametrize(
     "where",
     [
-        f"docker inspect {APP} {DB} {PROXY}",
+        f"docker inspect {' '.join(CONTAINERS)}",
         f"{COMPOSE} config",
-        f"docker logs {APP} 2>&1; docker logs {DB} 2>&1; docker logs {PROXY} 2>&1",
+        "; ".join(f"docker logs {c} 2>&1" for c in CONTAINERS),
         "ps auxww",
         "docker history --no-trunc $(docker inspect -f '{{.Image}}' " + APP + ")",
         f"cat {PROJECT}/compose.yaml {PROJECT}/current/release.json {PROJECT}/build/Dockerfile"
         f" {PROJECT}/build/entrypoint.sh {PROJECT}/inputs/proxy-*/nginx.conf"
-        f" {PROJECT}/inputs/proxy-*/*_htpasswd",
+        f" {PROJECT}/inputs/proxy-*/*htpasswd*",
     ],
 )
 def test_secrets_absent(host: testinfra.host.Host, where: str) -> None:
@@ -163,9 +175,9 @@ def test_secrets_absent(host: testinfra.host.Host, where: str) -> None:
 
 def test_secrets_absent_from_the_web_terminals_environment(host: testinfra.host.Host) -> None:
     """ttyd and what it runs never hold the exchange keys or passwords (read from the host)."""
-    top = run_ok(host, f"docker top {APP} -eo pid,args").splitlines()[1:]
-    pids = [line.split()[0] for line in top if "ttyd" in line]
-    assert pids, top
+    top = [line for c in TERMINALS for line in run_ok(host, f"docker top {c} -eo pid,args").splitlines()[1:]]
+    pids = [line.split()[0] for line in top if "ttyd" in line or "tui" in line]
+    assert len(pids) >= 4, top
     for pid in pids:
         environment = run_ok(host, f"cat /proc/{pid}/environ").replace("\0", "\n")
         assert "HYPERLIQUID" not in environment
@@ -640,10 +652,11 @@ def test_changed_settings_reach_the_containers_that_read_them_and_the_scenario_r
     assert after[DB] == before[DB], "the database reads none of these settings"
     assert after[APP] != before[APP]
     assert after[PROXY] != before[PROXY]
-    assert secret_digest(host, APP, "hyperliquid_private_key") == hashlib.sha256(new_key.encode()).hexdigest()
+    assert secret_digest(host, APP, "env_HYPERLIQUID_PRIVATE_KEY") == hashlib.sha256(new_key.encode()).hexdigest()
     assert secret_digest(host, APP, "app_config") != config
     assert served_certificate(host, 8080) == certificate.strip()
-    assert "ttyd" not in run_ok(host, f"docker top {APP} -eo pid,args")
+    assert host.run(f"docker inspect {LIVE_TUI}").rc != 0, "no web terminal runs"
+    assert host.run(f"docker inspect {BACKTEST_TUI}").rc != 0
     ports = docker_json(host, f"docker inspect -f '{{{{json .HostConfig.PortBindings}}}}' {PROXY}")
     assert sorted(ports) == ["8443/tcp"]
 
@@ -655,7 +668,7 @@ def test_changed_settings_reach_the_containers_that_read_them_and_the_scenario_r
     assert back.returncode == 0, back.stdout[-3000:]
     wait_healthy(host, timeout=60)
     assert ids(host)[DB] == before[DB]
-    assert "ttyd" in run_ok(host, f"docker top {APP} -eo pid,args")
+    assert "ttyd" in run_ok(host, f"docker top {LIVE_TUI} -eo pid,args")
     assert served_certificate(host, 7681) == self_signed
     assert secret_digest(host, APP, "app_config") == config
     assert api(host, "GET", "/api/bots").startswith("200 sample-2")
