@@ -31,8 +31,8 @@ from stackenv import (
     COMPOSE,
     CONTAINERS,
     DB,
-    LIVE_TUI,
     INVENTORY,
+    LIVE_TUI,
     PROJECT,
     PROXY,
     STACK_HOSTS,
@@ -652,7 +652,8 @@ def test_changed_settings_reach_the_containers_that_read_them_and_the_scenario_r
     assert after[DB] == before[DB], "the database reads none of these settings"
     assert after[APP] != before[APP]
     assert after[PROXY] != before[PROXY]
-    assert secret_digest(host, APP, "env_HYPERLIQUID_PRIVATE_KEY") == hashlib.sha256(new_key.encode()).hexdigest()
+    key_digest = hashlib.sha256(new_key.encode()).hexdigest()
+    assert secret_digest(host, APP, "env_HYPERLIQUID_PRIVATE_KEY") == key_digest
     assert secret_digest(host, APP, "app_config") != config
     assert served_certificate(host, 8080) == certificate.strip()
     assert host.run(f"docker inspect {LIVE_TUI}").rc != 0, "no web terminal runs"
