@@ -178,8 +178,9 @@ def app_state(host: testinfra.host.Host) -> str:
 
 def wait_healthy(host: testinfra.host.Host, timeout: int = 120) -> None:
     def healthy() -> bool:
-        states = host.run(f"{COMPOSE} ps --format '{{{{.Service}}}}={{{{.Health}}}}'").stdout.split()
-        return bool(states) and all(s.endswith("=healthy") for s in states)
+        """Every service healthy, or running for one without a health check."""
+        states = host.run(f"{COMPOSE} ps --format '{{{{.Service}}}}={{{{.Health}}}}:{{{{.State}}}}'").stdout.split()
+        return bool(states) and all(s.endswith(("=healthy:running", "=:running")) for s in states)
 
     try:
         wait_for("every service healthy", healthy, timeout, interval=1)

@@ -77,7 +77,35 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "stack_api_port: must be a port between 1 and 65535",
     ),
     ("tui-port-zero", {"stack_tui_port": 0}, "stack_tui_port: must be a port between 1 and 65535"),
-    ("ports-clash", {"stack_tui_port": 8080}, "stack_tui_port: clashes with another published port"),
+    (
+        "ports-clash",
+        {"stack_tui_port": 8080},
+        "stack_services.live-bot-tui.terminal.port and stack_api_port publish the same port 8080",
+    ),
+    (
+        "service-unknown-key",
+        {"stack_services_overrides": {"scheduled-backtest": {"comand": ["scheduled-backtest"]}}},
+        "stack_services.scheduled-backtest has unknown keys comand",
+    ),
+    (
+        "service-secret-not-given",
+        {"stack_services_overrides": {"reporter": {"command": ["report"], "secrets": ["REPORT_TOKEN"]}}},
+        "stack_services.reporter.secrets names REPORT_TOKEN, which is no secret the role has",
+    ),
+    (
+        "services-trading-the-same-bots",
+        {
+            "stack_services_overrides": {
+                "backtest-daemon": {"environment": {"BOT_DATABASE_URL": "sqlite:///data/bots.db"}}
+            }
+        },
+        "app and backtest-daemon would both trade the bots of sqlite:///data/bots.db",
+    ),
+    (
+        "terminal-login-weak",
+        {"stack_services_overrides": {"backtest-manager": {"terminal": {"password": "short-pw"}}}},
+        "stack_services_overrides.backtest-manager.terminal.password on bad-terminal-login-weak is shorter",
+    ),
     (
         "unknown-build-strategy",
         {"stack_build_strategy": "docker-magic"},
