@@ -179,7 +179,8 @@ def app_state(host: testinfra.host.Host) -> str:
 def wait_healthy(host: testinfra.host.Host, timeout: int = 120) -> None:
     def healthy() -> bool:
         """Every service healthy, or running for one without a health check."""
-        states = host.run(f"{COMPOSE} ps --format '{{{{.Service}}}}={{{{.Health}}}}:{{{{.State}}}}'").stdout.split()
+        state = "'{{.Service}}={{.Health}}:{{.State}}'"
+        states = host.run(f"{COMPOSE} ps --format {state}").stdout.split()
         return bool(states) and all(s.endswith(("=healthy:running", "=:running")) for s in states)
 
     try:
