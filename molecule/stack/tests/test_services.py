@@ -96,7 +96,7 @@ def test_each_service_stops_on_its_signal_within_its_grace_period(
     which handles nothing else); tini hands it to the process, which stops well within the
     grace period instead of being killed (exit 137) when it runs out."""
     service = container.removeprefix("algo-trade-").removesuffix("-1")
-    grace = docker_json(host, f"docker inspect -f '{{{{json .Config.StopTimeout}}}}' {container}")
+    grace = int(run_ok(host, f"docker inspect -f '{{{{.Config.StopTimeout}}}}' {container}"))
     since = run_ok(host, "date -u +%Y-%m-%dT%H:%M:%S.%NZ").strip()
     start = time.monotonic()
     try:
