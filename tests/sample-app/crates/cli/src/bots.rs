@@ -1,74 +1,265 @@
-//! The bot registry in SQLite (BOT_DATABASE_URL, default sqlite://data/bots.db).
+//! The bot registry: bots in memory, persisted in SQLite (BOT_DATABASE_URL, default
+//! `sqlite://data/bots.db`, `?mode=rwc` appended) by `run` and `backtest-daemon`.
+//! The schema is an sqlx migration embedded in the binary.
 
-use rusqlite::{params, Connection};
-use serde_json::{json, Value};
-use std::path::PathBuf;
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use sqlx::Row;
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::RwLock;
 
-const MIGRATION: &str = include_str!("../../bot-orchestrator/migrations/0001_create_bots.sql");
+pub const DEFAULT_BOT_DATABASE_URL: &str = "sqlite://data/bots.db";
 
-/// The SQLite file named by BOT_DATABASE_URL.
-pub fn database_path() -> PathBuf {
-    let url = std::env::var("BOT_DATABASE_URL").unwrap_or_else(|_| "sqlite://data/bots.db".into());
-    let path = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(&url);
-    PathBuf::from(path.split('?').next().unwrap_or(path))
+#[derive(Clone, Serialize)]
+pub struct Bot {
+    pub bot_id: String,
+    pub symbol: String,
+    pub strategy: String,
+    /// Always "paper": the API creates paper-trading bots only.
+    pub mode: String,
+    /// "running" or "stopped".
+    pub status: String,
+    /// Seconds since the epoch.
+    pub created_at: i64,
 }
 
-/// Opens the registry, creating its directory and schema; fails when not writable.
-pub fn open() -> Result<Connection, String> {
-    let path = database_path();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let probe = dir.join(".write-test");
-        std::fs::write(&probe, b"")
-            .map_err(|e| format!("{} is not writable: {e}", dir.display()))?;
-        let _ = std::fs::remove_file(probe);
+impl Bot {
+    pub fn paper(bot_id: &str, symbol: &str, strategy: &str) -> Bot {
+        Bot {
+            bot_id: bot_id.to_string(),
+            symbol: symbol.to_string(),
+            strategy: strategy.to_string(),
+            mode: "paper".to_string(),
+            status: "stopped".to_string(),
+            created_at: now(),
+        }
     }
-    let conn = Connection::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .and_then(|_| conn.query_row("PRAGMA journal_mode=WAL", [], |_| Ok(())))
-        .and_then(|_| conn.execute_batch(MIGRATION))
-        .map_err(|e| format!("cannot migrate {}: {e}", path.display()))?;
-    Ok(conn)
 }
 
-fn row(r: &rusqlite::Row) -> rusqlite::Result<Value> {
-    Ok(json!({
-        "id": r.get::<_, i64>(0)?,
-        "name": r.get::<_, String>(1)?,
-        "symbol": r.get::<_, String>(2)?,
-        "status": r.get::<_, String>(3)?,
-        "created_at": r.get::<_, String>(4)?,
-    }))
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
-const COLUMNS: &str = "id, name, symbol, status, created_at";
-
-pub fn list(conn: &Connection) -> rusqlite::Result<Vec<Value>> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM bots ORDER BY id"))?;
-    let rows = stmt.query_map([], row)?;
-    rows.collect()
+pub enum RegistryError {
+    Exists,
+    Store(sqlx::Error),
 }
 
-pub fn get(conn: &Connection, id: i64) -> rusqlite::Result<Option<Value>> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM bots WHERE id = ?1"))?;
-    let mut rows = stmt.query_map(params![id], row)?;
-    rows.next().transpose()
+impl From<sqlx::Error> for RegistryError {
+    fn from(e: sqlx::Error) -> Self {
+        RegistryError::Store(e)
+    }
 }
 
-pub fn create(conn: &Connection, name: &str, symbol: &str) -> rusqlite::Result<Value> {
-    conn.execute("INSERT INTO bots (name, symbol) VALUES (?1, ?2)", params![name, symbol])?;
-    Ok(get(conn, conn.last_insert_rowid())?.unwrap_or(Value::Null))
+pub struct Registry {
+    bots: RwLock<BTreeMap<String, Bot>>,
+    store: Option<SqlitePool>,
 }
 
-pub fn delete(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
-    Ok(conn.execute("DELETE FROM bots WHERE id = ?1", params![id])? > 0)
+/// BOT_DATABASE_URL with `mode=rwc`, as upstream builds it.
+fn bot_database_url() -> String {
+    let url = std::env::var("BOT_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_BOT_DATABASE_URL.to_string());
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode=rwc")
 }
 
-pub fn set_status(conn: &Connection, id: i64, status: &str) -> rusqlite::Result<Option<Value>> {
-    conn.execute("UPDATE bots SET status = ?1 WHERE id = ?2", params![status, id])?;
-    get(conn, id)
+impl Registry {
+    pub fn in_memory() -> Registry {
+        Registry {
+            bots: RwLock::new(BTreeMap::new()),
+            store: None,
+        }
+    }
+
+    /// Opens (creating) the SQLite registry, applies its migration and loads the bots.
+    pub async fn open_sqlite() -> Result<Registry, String> {
+        let options = SqliteConnectOptions::from_str(&bot_database_url())
+            .map_err(|e| format!("Invalid BOT_DATABASE_URL: {e}"))?
+            .busy_timeout(Duration::from_secs(10));
+        let file = options.get_filename().to_path_buf();
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                format!(
+                    "Cannot create bot database directory {}: {e}",
+                    dir.display()
+                )
+            })?;
+            let probe = dir.join(format!(".write-test-{}", std::process::id()));
+            std::fs::write(&probe, b"").map_err(|e| {
+                format!(
+                    "Bot database directory {} is not writable: {e}",
+                    dir.display()
+                )
+            })?;
+            let _ = std::fs::remove_file(probe);
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| format!("Cannot open bot database {}: {e}", file.display()))?;
+        // `run` and `backtest-daemon` may start together on one file: a second try
+        // finds the migration applied by the other.
+        let mut attempt = 0;
+        loop {
+            match sqlx::migrate!("./migrations").run(&pool).await {
+                Ok(()) => break,
+                Err(e) if attempt < 5 => {
+                    tracing::debug!("bot database migration, attempt {attempt}: {e}");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "Cannot migrate bot database {}: {e}",
+                        file.display()
+                    ))
+                }
+            }
+        }
+        let registry = Registry {
+            bots: RwLock::new(BTreeMap::new()),
+            store: Some(pool),
+        };
+        registry
+            .reload()
+            .await
+            .map_err(|e| format!("Cannot read bot database: {e}"))?;
+        Ok(registry)
+    }
+
+    /// Replaces the bots in memory with the stored ones; returns how many.
+    pub async fn reload(&self) -> Result<usize, sqlx::Error> {
+        let Some(pool) = &self.store else {
+            return Ok(self.bots.read().await.len());
+        };
+        let rows = sqlx::query(
+            "SELECT c.bot_id, c.symbol, c.strategy, c.mode, c.created_at, \
+             COALESCE(s.status, 'stopped') AS status \
+             FROM bot_configs c LEFT JOIN bot_runtime_state s ON s.bot_id = c.bot_id ORDER BY c.bot_id",
+        )
+        .fetch_all(pool)
+        .await?;
+        let mut bots = BTreeMap::new();
+        for row in rows {
+            let bot = Bot {
+                bot_id: row.try_get("bot_id")?,
+                symbol: row.try_get("symbol")?,
+                strategy: row.try_get("strategy")?,
+                mode: row.try_get("mode")?,
+                status: row.try_get("status")?,
+                created_at: row.try_get("created_at")?,
+            };
+            bots.insert(bot.bot_id.clone(), bot);
+        }
+        let count = bots.len();
+        *self.bots.write().await = bots;
+        Ok(count)
+    }
+
+    pub async fn list(&self) -> Vec<Bot> {
+        self.bots.read().await.values().cloned().collect()
+    }
+
+    pub async fn get(&self, bot_id: &str) -> Option<Bot> {
+        self.bots.read().await.get(bot_id).cloned()
+    }
+
+    pub async fn create(&self, bot: Bot) -> Result<Bot, RegistryError> {
+        let mut bots = self.bots.write().await;
+        if bots.contains_key(&bot.bot_id) {
+            return Err(RegistryError::Exists);
+        }
+        if let Some(pool) = &self.store {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO bot_configs (bot_id, symbol, strategy, mode, created_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&bot.bot_id)
+            .bind(&bot.symbol)
+            .bind(&bot.strategy)
+            .bind(&bot.mode)
+            .bind(bot.created_at)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO bot_runtime_state (bot_id, status, updated_at) VALUES (?, ?, ?)",
+            )
+            .bind(&bot.bot_id)
+            .bind(&bot.status)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        bots.insert(bot.bot_id.clone(), bot.clone());
+        Ok(bot)
+    }
+
+    /// Sets a bot's status (persisted); None if there is no such bot.
+    pub async fn set_status(&self, bot_id: &str, status: &str) -> Result<Option<Bot>, sqlx::Error> {
+        let mut bots = self.bots.write().await;
+        let Some(bot) = bots.get_mut(bot_id) else {
+            return Ok(None);
+        };
+        if let Some(pool) = &self.store {
+            sqlx::query(
+                "INSERT INTO bot_runtime_state (bot_id, status, updated_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (bot_id) DO UPDATE SET status = excluded.status, updated_at = excluded.updated_at",
+            )
+            .bind(bot_id)
+            .bind(status)
+            .bind(now())
+            .execute(pool)
+            .await?;
+        }
+        bot.status = status.to_string();
+        Ok(Some(bot.clone()))
+    }
+
+    pub async fn delete(&self, bot_id: &str) -> Result<bool, sqlx::Error> {
+        let mut bots = self.bots.write().await;
+        if !bots.contains_key(bot_id) {
+            return Ok(false);
+        }
+        if let Some(pool) = &self.store {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM bot_runtime_state WHERE bot_id = ?")
+                .bind(bot_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM bot_configs WHERE bot_id = ?")
+                .bind(bot_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        bots.remove(bot_id);
+        Ok(true)
+    }
+
+    /// Stops every running bot in memory, at shutdown. The stored state is kept, so
+    /// the next start restores the bots as they were.
+    pub async fn stop_all(&self) -> usize {
+        let mut bots = self.bots.write().await;
+        let mut stopped = 0;
+        for bot in bots.values_mut().filter(|b| b.status == "running") {
+            bot.status = "stopped".to_string();
+            stopped += 1;
+        }
+        stopped
+    }
+
+    pub async fn close(&self) {
+        if let Some(pool) = &self.store {
+            pool.close().await;
+        }
+    }
 }

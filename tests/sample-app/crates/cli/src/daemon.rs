@@ -1,176 +1,310 @@
-//! `algo-trade run`: connects to TimescaleDB, serves the bot API, stops cleanly.
+//! `algo-trade run`: the trading daemon (bot registry in SQLite, HTTP API, WebSocket,
+//! optional PostgreSQL from DATABASE_URL), stopped by SIGTERM or SIGINT; and
+//! `algo-trade server`: the API alone over an in-memory registry.
 
-use crate::{bots, VERSION};
-use serde_json::{json, Value};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use crate::bots::{Bot, Registry, RegistryError};
+use crate::{config, fatal, log_config_argument, presence, VERSION};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{middleware, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use sqlx::PgPool;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tiny_http::{Header, Method, Request, Response, Server};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
-fn log(message: &str) {
-    println!("{message}");
+const EXCHANGE_KEYS: [&str; 3] = [
+    "HYPERLIQUID_PRIVATE_KEY",
+    "HYPERLIQUID_ACCOUNT_ADDRESS",
+    "HYPERLIQUID_API_WALLET_KEY",
+];
+
+#[derive(Clone)]
+struct AppState {
+    registry: Arc<Registry>,
+    shutdown: watch::Receiver<bool>,
 }
 
-struct Config {
-    host: String,
-    port: u16,
-    database_url: String,
+#[derive(Deserialize)]
+struct CreateBot {
+    bot_id: String,
+    symbol: String,
+    strategy: String,
 }
 
-/// config/Config.toml relative to the working directory, like upstream.
-fn load_config() -> Result<Config, String> {
-    let text = std::fs::read_to_string("config/Config.toml")
-        .map_err(|e| format!("cannot read config/Config.toml: {e}"))?;
-    let table: toml::Table = text.parse().map_err(|e| format!("config/Config.toml: {e}"))?;
-    let get = |section: &str, key: &str| table.get(section).and_then(|s| s.get(key)).cloned();
-    Ok(Config {
-        host: get("server", "host")
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_else(|| "0.0.0.0".into()),
-        port: get("server", "port")
-            .and_then(|v| v.as_integer())
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or(8080),
-        database_url: get("database", "url")
-            .and_then(|v| v.as_str().map(String::from))
-            .ok_or("config/Config.toml: [database] url is missing")?,
-    })
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/bots", get(list_bots).post(create_bot))
+        .route("/api/bots/{bot_id}", get(get_bot).delete(delete_bot))
+        .route("/api/bots/{bot_id}/start", put(start_bot))
+        .route("/api/bots/{bot_id}/stop", put(stop_bot))
+        .route("/ws", get(websocket))
+        .layer(middleware::map_response(common_headers))
+        .with_state(state)
 }
 
-/// Keeps a TimescaleDB session and logs whether the database answers. As upstream's, the
-/// API answers from memory whatever it says: the deployer's health checks ask the database.
-fn watch_database(url: String, healthy: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        let mut client: Option<postgres::Client> = None;
-        while !stop.load(Ordering::Relaxed) {
-            let alive = client.as_mut().is_some_and(|c| c.simple_query("SELECT 1").is_ok());
-            let now = alive || {
-                client = postgres::Client::connect(&url, postgres::NoTls).ok();
-                client.is_some()
-            };
-            if now != healthy.swap(now, Ordering::Relaxed) {
-                log(if now { "TimescaleDB reachable" } else { "TimescaleDB unreachable" });
-            }
-            std::thread::sleep(Duration::from_secs(2));
+/// Every answer names the version; CORS is open to any origin, as upstream's.
+async fn common_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert("x-algo-trade-version", HeaderValue::from_static(VERSION));
+    headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    response
+}
+
+fn not_found(bot_id: &str) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": format!("Bot {bot_id} not found")})),
+    )
+        .into_response()
+}
+
+fn store_error(e: sqlx::Error) -> Response {
+    error!("Bot database error: {e}");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"error": "bot database error"})),
+    )
+        .into_response()
+}
+
+async fn list_bots(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({"bots": state.registry.list().await}))
+}
+
+async fn create_bot(State(state): State<AppState>, Json(request): Json<CreateBot>) -> Response {
+    let bot = Bot::paper(&request.bot_id, &request.symbol, &request.strategy);
+    match state.registry.create(bot).await {
+        Ok(bot) => {
+            info!(
+                "Created paper-trading bot {} ({} on {})",
+                bot.bot_id, bot.strategy, bot.symbol
+            );
+            (StatusCode::CREATED, Json(bot)).into_response()
         }
-    });
-}
-
-fn respond(request: Request, status: u16, body: &Value) {
-    let response = Response::from_string(body.to_string())
-        .with_status_code(status)
-        .with_header(Header::from_bytes("Content-Type", "application/json").unwrap())
-        .with_header(Header::from_bytes("X-Algo-Trade-Version", VERSION).unwrap());
-    let _ = request.respond(response);
-}
-
-fn handle(conn: &rusqlite::Connection, mut request: Request) {
-    let path: Vec<String> = request
-        .url()
-        .split('?')
-        .next()
-        .unwrap_or("")
-        .trim_matches('/')
-        .split('/')
-        .map(String::from)
-        .collect();
-    let parts: Vec<&str> = path.iter().map(String::as_str).collect();
-    if parts.first() != Some(&"api") || parts.get(1) != Some(&"bots") {
-        return respond(request, 404, &json!({"error": "not found"}));
+        Err(RegistryError::Exists) => (
+            StatusCode::CONFLICT,
+            Json(json!({"error": format!("Bot {} already exists", request.bot_id)})),
+        )
+            .into_response(),
+        Err(RegistryError::Store(e)) => store_error(e),
     }
-    let id = parts.get(2).and_then(|s| s.parse::<i64>().ok());
-    let result: Result<(u16, Value), rusqlite::Error> = match (request.method(), parts.len(), id) {
-        (Method::Get, 2, _) => bots::list(conn).map(|b| (200, Value::from(b))),
-        (Method::Post, 2, _) => {
-            let mut body = String::new();
-            let _ = request.as_reader().read_to_string(&mut body);
-            match serde_json::from_str::<Value>(&body) {
-                Ok(v) if v.get("name").and_then(Value::as_str).is_some() => {
-                    let name = v["name"].as_str().unwrap_or_default();
-                    let symbol = v.get("symbol").and_then(Value::as_str).unwrap_or("BTC");
-                    bots::create(conn, name, symbol).map(|b| (201, b))
+}
+
+async fn get_bot(State(state): State<AppState>, Path(bot_id): Path<String>) -> Response {
+    match state.registry.get(&bot_id).await {
+        Some(bot) => Json(bot).into_response(),
+        None => not_found(&bot_id),
+    }
+}
+
+async fn set_status(state: &AppState, bot_id: &str, status: &str) -> Response {
+    match state.registry.set_status(bot_id, status).await {
+        Ok(Some(bot)) => {
+            info!("Bot {bot_id} {status}");
+            Json(bot).into_response()
+        }
+        Ok(None) => not_found(bot_id),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn start_bot(State(state): State<AppState>, Path(bot_id): Path<String>) -> Response {
+    set_status(&state, &bot_id, "running").await
+}
+
+async fn stop_bot(State(state): State<AppState>, Path(bot_id): Path<String>) -> Response {
+    set_status(&state, &bot_id, "stopped").await
+}
+
+async fn delete_bot(State(state): State<AppState>, Path(bot_id): Path<String>) -> Response {
+    match state.registry.delete(&bot_id).await {
+        Ok(true) => {
+            info!("Deleted bot {bot_id}");
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(false) => not_found(&bot_id),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn websocket(upgrade: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    upgrade.on_upgrade(move |socket| push_statuses(socket, state))
+}
+
+/// Sends every bot's status each second until the client leaves or the daemon stops.
+async fn push_statuses(mut socket: WebSocket, state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let message = json!({"type": "bot_statuses", "bots": state.registry.list().await});
+                if socket.send(Message::Text(message.to_string().into())).await.is_err() {
+                    break;
                 }
-                _ => Ok((400, json!({"error": "expected a JSON object with a name"}))),
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+            _ = shutdown.changed() => {
+                let _ = socket.send(Message::Close(None)).await;
+                break;
             }
         }
-        (Method::Get, 3, Some(id)) => {
-            bots::get(conn, id).map(|b| b.map_or((404, json!({"error": "no such bot"})), |b| (200, b)))
-        }
-        (Method::Delete, 3, Some(id)) => bots::delete(conn, id)
-            .map(|gone| if gone { (200, json!({"deleted": id})) } else { (404, json!({"error": "no such bot"})) }),
-        (Method::Put, 4, Some(id)) if matches!(parts[3], "start" | "stop") => {
-            let status = if parts[3] == "start" { "running" } else { "stopped" };
-            bots::set_status(conn, id, status)
-                .map(|b| b.map_or((404, json!({"error": "no such bot"})), |b| (200, b)))
-        }
-        _ => Ok((405, json!({"error": "method not allowed"}))),
-    };
-    match result {
-        Ok((status, body)) => respond(request, status, &body),
-        Err(e) => respond(request, 500, &json!({"error": e.to_string()})),
     }
 }
 
-pub fn run() -> ExitCode {
-    let config = match load_config() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
+/// Installs the SIGTERM and SIGINT handlers now; the future names the first that comes.
+fn termination() -> impl std::future::Future<Output = &'static str> {
+    let handlers = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            error!("Cannot install the signal handlers");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
         }
-    };
-    let conn = match bots::open() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: bot database: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    // The URL holds the password: never print it.
-    if let Err(e) = postgres::Client::connect(&config.database_url, postgres::NoTls) {
-        eprintln!("error: cannot connect to TimescaleDB: {e}");
-        return ExitCode::from(1);
     }
-    log("Connected to TimescaleDB");
-    for key in ["HYPERLIQUID_PRIVATE_KEY", "HYPERLIQUID_ACCOUNT_ADDRESS", "HYPERLIQUID_API_WALLET_KEY"] {
-        let state = if std::env::var_os(key).is_some_and(|v| !v.is_empty()) { "set" } else { "not set" };
-        log(&format!("{key} {state}"));
-    }
+}
 
-    let signal = Arc::new(AtomicI32::new(0));
-    for sig in [SIGTERM, SIGINT] {
-        let flag = Arc::clone(&signal);
-        // SAFETY: the handler only stores to an atomic.
-        unsafe {
-            signal_hook::low_level::register(sig, move || flag.store(sig, Ordering::SeqCst))
-        }
-        .expect("register signal handler");
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let db_up = Arc::new(AtomicBool::new(true));
-    watch_database(config.database_url.clone(), Arc::clone(&db_up), Arc::clone(&stop));
-
-    let address = format!("{}:{}", config.host, config.port);
-    let server = match Server::http(&address) {
-        Ok(s) => s,
+/// Serves the API until `shutdown` turns true. A failed bind is logged only and the
+/// process goes on without HTTP, as upstream's.
+async fn serve(host: &str, port: u16, state: AppState) -> Option<tokio::task::JoinHandle<()>> {
+    let listener = match tokio::net::TcpListener::bind((host, port)).await {
+        Ok(l) => l,
         Err(e) => {
-            eprintln!("error: cannot listen on {address}: {e}");
-            return ExitCode::from(1);
+            error!("Failed to bind the API on {host}:{port}: {e}; running without HTTP");
+            return None;
         }
     };
-    log(&format!("Trading system daemon {VERSION} listening on {address}"));
-    while signal.load(Ordering::SeqCst) == 0 {
-        if let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(200)) {
-            handle(&conn, request);
+    info!("Trading system daemon {VERSION} listening on {host}:{port}");
+    let mut shutdown = state.shutdown.clone();
+    let app = router(state);
+    Some(tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            error!("API server error: {e}");
+        }
+    }))
+}
+
+pub async fn run(config_argument: Option<PathBuf>) -> ExitCode {
+    info!("Starting trading system daemon {VERSION}");
+    log_config_argument(config_argument.as_ref());
+    let config = match config::load() {
+        Ok(c) => c,
+        Err(e) => return fatal(&e),
+    };
+    for key in EXCHANGE_KEYS {
+        info!("{key}: {}", presence(key));
+    }
+    let registry = match Registry::open_sqlite().await {
+        Ok(r) => Arc::new(r),
+        Err(e) => return fatal(&e),
+    };
+    info!("Bot registry restored {} bots", registry.list().await.len());
+
+    let mut terminated = Box::pin(termination());
+    // DATABASE_URL is optional. sqlx retries a refused connection for about 30 s;
+    // then the daemon goes on without PostgreSQL and never retries, as upstream's.
+    // The URL holds the password: it is never logged.
+    let database: Option<PgPool> = match std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        None => {
+            info!("DATABASE_URL not set: running without PostgreSQL");
+            None
+        }
+        Some(url) => tokio::select! {
+            connected = PgPool::connect(&url) => match connected {
+                Ok(pool) => {
+                    info!("Connected to TimescaleDB");
+                    Some(pool)
+                }
+                Err(e) => {
+                    warn!("Failed to connect to TimescaleDB: {e}; continuing without PostgreSQL");
+                    None
+                }
+            },
+            name = &mut terminated => return stop(name, &registry, None, None).await,
+        },
+    };
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let state = AppState {
+        registry: Arc::clone(&registry),
+        shutdown: shutdown_rx,
+    };
+    let server = serve(&config.server.host, config.server.port, state).await;
+    let name = terminated.await;
+    let _ = shutdown_tx.send(true);
+    stop(name, &registry, server, database).await
+}
+
+async fn stop(
+    name: &str,
+    registry: &Registry,
+    server: Option<tokio::task::JoinHandle<()>>,
+    database: Option<PgPool>,
+) -> ExitCode {
+    info!("Received {name}, initiating graceful shutdown");
+    info!("Shutting down all bots...");
+    let stopped = registry.stop_all().await;
+    info!("Stopped {stopped} running bots");
+    if let Some(server) = server {
+        if tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .is_err()
+        {
+            warn!("API connections still open after 5 s; closing them");
         }
     }
-    let name = if signal.load(Ordering::SeqCst) == SIGINT { "SIGINT" } else { "SIGTERM" };
-    log(&format!("Received {name}, initiating graceful shutdown"));
-    log("Shutting down all bots...");
-    stop.store(true, Ordering::Relaxed);
-    drop(server);
-    log("Trading system daemon stopped");
+    if let Some(pool) = database {
+        pool.close().await;
+    }
+    registry.close().await;
+    info!("Trading system daemon stopped");
     ExitCode::SUCCESS
+}
+
+pub async fn server(addr: String) -> ExitCode {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return fatal(&format!("--addr {addr}: expected HOST:PORT"));
+    };
+    let Ok(port) = port.parse::<u16>() else {
+        return fatal(&format!("--addr {addr}: bad port"));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let terminated = termination();
+    let registry = Arc::new(Registry::in_memory());
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let state = AppState {
+        registry: Arc::clone(&registry),
+        shutdown: shutdown_rx,
+    };
+    let server = serve(host, port, state).await;
+    let name = terminated.await;
+    let _ = shutdown_tx.send(true);
+    stop(name, &registry, server, None).await
 }
