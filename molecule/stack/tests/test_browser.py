@@ -1,4 +1,4 @@
-"""A person's view: headless Chromium (Debian's) logs in to the web terminal over TLS.
+"""A person's view: headless Chromium (Debian's) logs in to each web terminal over TLS.
 
 The browser runs on the controller, outside the stack host, and trusts exactly the
 stack's certificate (its public key pinned), not any certificate. The screenshot is
@@ -11,12 +11,13 @@ import base64
 import hashlib
 import json
 import subprocess
+from collections.abc import Callable
 
 import testinfra.host
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from playwright.sync_api import sync_playwright
-from stackenv import STACK_HOSTS, VARS, api, release_file
+from playwright.sync_api import HttpCredentials, Page, sync_playwright
+from stackenv import STACK_HOSTS, VARS, release_file
 from testlib import REPO
 
 testinfra_hosts = STACK_HOSTS
@@ -36,11 +37,9 @@ def address_of(instance: str) -> str:
     return str(networks["molecule-stack"]["IPAddress"])
 
 
-def test_browser_shows_the_tui_and_a_key_press_changes_it(host: testinfra.host.Host) -> None:
-    for name in ("browser-a", "browser-b"):
-        api(host, "POST", "/api/bots", {"name": name, "symbol": "BTC"})
-    pin = spki_pin(host.file(release_file(host, "tls", "certificate.pem")).content_string)
-    url = f"https://{address_of('stack-a')}:7681/"
+def browse(url: str, login: HttpCredentials, pin: str, check: Callable[[Page], None], shot: str) -> None:
+    """Opens url in headless Chromium with the login, trusting only the pinned key, runs
+    check on the page and keeps a screenshot."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -48,28 +47,53 @@ def test_browser_shows_the_tui_and_a_key_press_changes_it(host: testinfra.host.H
             args=["--no-sandbox", f"--ignore-certificate-errors-spki-list={pin}"],
         )
         try:
-            context = browser.new_context(
-                http_credentials={"username": VARS["stack_tui_user"], "password": VARS["stack_tui_password"]},
-                viewport={"width": 1000, "height": 640},
-            )
+            context = browser.new_context(http_credentials=login, viewport={"width": 1000, "height": 640})
             page = context.new_page()
             response = page.goto(url)
             assert response is not None
             assert response.status == 200
-            rows = page.locator(".xterm-rows")
-            rows.get_by_text("algo-trade live bot TUI sample-2").wait_for(timeout=15000)
-            rows.get_by_text("Selected:").wait_for(timeout=15000)
-            before = selected_line(rows.inner_text())
-            page.locator(".xterm").click()
-            page.keyboard.press("j")
-            page.wait_for_function(
-                "before => !document.querySelector('.xterm-rows').innerText.includes(before)", arg=before
-            )
-            after = selected_line(rows.inner_text())
-            page.screenshot(path=str(ARTIFACTS / "stack-web-terminal.png"))
+            check(page)
+            page.screenshot(path=str(ARTIFACTS / shot))
         finally:
             browser.close()
-    assert after != before, after
+
+
+def test_browser_shows_the_live_bot_tui_and_a_key_press_changes_it(host: testinfra.host.Host) -> None:
+    """The live-bot TUI keeps its own registry (upstream's: it does not see the daemon's
+    bots); j moves its selection."""
+    pin = spki_pin(host.file(release_file(host, "tls", "certificate.pem")).content_string)
+    moved: list[str] = []
+
+    def check(page: Page) -> None:
+        rows = page.locator(".xterm-rows")
+        rows.get_by_text("algo-trade live-bot-tui sample-2").wait_for(timeout=15000)
+        rows.get_by_text("Selected:").wait_for(timeout=15000)
+        before = selected_line(rows.inner_text())
+        page.locator(".xterm").click()
+        page.keyboard.press("j")
+        page.wait_for_function(
+            "before => !document.querySelector('.xterm-rows').innerText.includes(before)", arg=before
+        )
+        moved.extend([before, selected_line(rows.inner_text())])
+
+    login: HttpCredentials = {"username": VARS["stack_tui_user"], "password": VARS["stack_tui_password"]}
+    browse(f"https://{address_of('stack-a')}:7681/", login, pin, check, "stack-web-terminal.png")
+    assert moved[1] != moved[0], moved
+
+
+def test_browser_shows_the_backtest_manager_with_its_own_login(host: testinfra.host.Host) -> None:
+    """The second web terminal, on its own port with its own login: the backtest manager
+    reads TimescaleDB through the config's database URL and shows what it found."""
+    pin = spki_pin(host.file(release_file(host, "tls", "certificate.pem")).content_string)
+
+    def check(page: Page) -> None:
+        rows = page.locator(".xterm-rows")
+        rows.get_by_text("algo-trade backtest-manager-tui sample-2").wait_for(timeout=15000)
+        rows.get_by_text("rows in backtest_results").wait_for(timeout=30000)
+
+    terminal = VARS["stack_services_overrides"]["backtest-manager"]["terminal"]
+    login: HttpCredentials = {"username": terminal["user"], "password": terminal["password"]}
+    browse(f"https://{address_of('stack-a')}:7682/", login, pin, check, "stack-backtest-manager.png")
 
 
 def selected_line(text: str) -> str:

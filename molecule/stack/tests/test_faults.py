@@ -72,7 +72,7 @@ def test_database_stop_is_seen_by_the_checks_not_the_api(host: testinfra.host.Ho
 
 def test_host_restart_keeps_bots_and_rows(host: testinfra.host.Host) -> None:
     name = f"restart-{int(time.time())}"
-    api(host, "POST", "/api/bots", {"name": name, "symbol": "ETH"})
+    api(host, "POST", "/api/bots", {"bot_id": name, "symbol": "ETH", "strategy": "quad_ma"})
     psql(host, "INSERT INTO ohlcv VALUES (now(), 'RST', 1, 2, 0.5, 1.5, 10)")
     rows = psql(host, "SELECT count(*) FROM ohlcv")
     subprocess.run(["docker", "restart", "stack-a"], check=True, capture_output=True)

@@ -262,7 +262,7 @@ def test_websocket_with_login_and_an_accepted_origin_shows_the_tui(
     screen = pyte.Screen(100, 30)
     pyte.ByteStream(screen).feed(base64.b64decode(answer[1]))
     text = "\n".join(screen.display)
-    assert "algo-trade live bot TUI sample-2" in text, text
+    assert "algo-trade live-bot-tui sample-2" in text, text
     assert "q quit" in text, text
 
 

@@ -275,7 +275,7 @@ def test_compose_stop_is_clean(host: testinfra.host.Host) -> None:
 def test_bot_survives_compose_down_up(host: testinfra.host.Host) -> None:
     """A host restart is in test_faults.py."""
     name = f"survivor-{int(time.time())}"
-    api(host, "POST", "/api/bots", {"name": name, "symbol": "ETH"})
+    api(host, "POST", "/api/bots", {"bot_id": name, "symbol": "ETH", "strategy": "quad_ma"})
     run_ok(host, f"{COMPOSE} down")
     run_ok(host, f"{COMPOSE} up -d --wait")
     assert name in api(host, "GET", "/api/bots")
@@ -408,7 +408,7 @@ def test_database_image_that_fails_puts_the_previous_release_back_with_the_data(
     previous release's database image runs again on the same volume, the bots kept."""
     before = release_state(host)
     name = f"db-image-probe-{int(time.time())}"
-    api(host, "POST", "/api/bots", {"name": name, "symbol": "ETH"})
+    api(host, "POST", "/api/bots", {"bot_id": name, "symbol": "ETH", "strategy": "quad_ma"})
     broken = "local/not-a-database:probe"
     run_ok(host, f"docker tag {before['images'][APP]} {broken}")  # type: ignore[index]
     try:
@@ -507,7 +507,7 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
     assert first.returncode == 0, first.stdout[-3000:]
     assert not host.file(f"{PROJECT}/compose.yaml").is_symlink
     wait_healthy(host, timeout=60)
-    api(host, "POST", "/api/bots", {"name": bot, "symbol": "ETH"})
+    api(host, "POST", "/api/bots", {"bot_id": bot, "symbol": "ETH", "strategy": "quad_ma"})
     db = ids(host)[DB]
     certificate = served_certificate(host, 7681)
 
