@@ -266,6 +266,17 @@ def test_websocket_with_login_and_an_accepted_origin_shows_the_tui(
     assert "q quit" in text, text
 
 
+def test_the_backtest_managers_websocket_takes_only_its_own_login(outside: testinfra.host.Host) -> None:
+    """The second terminal: the live-bot TUI's login is refused there (401), its own shows
+    the backtest manager's screen."""
+    assert websocket(outside, {"login": TUI_LOGIN, "origin": BACKTEST_TUI}, port=7682) == ["status-401"]
+    answer = websocket(outside, {"login": BACKTEST_LOGIN, "origin": BACKTEST_TUI}, port=7682)
+    assert answer[0] == "status-101"
+    screen = pyte.Screen(100, 30)
+    pyte.ByteStream(screen).feed(base64.b64decode(answer[1]))
+    assert "algo-trade backtest-manager-tui sample-2" in "\n".join(screen.display)
+
+
 def test_the_terminal_gets_the_login_name_never_the_password(
     host: testinfra.host.Host, outside: testinfra.host.Host
 ) -> None:
