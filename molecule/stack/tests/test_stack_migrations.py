@@ -204,7 +204,7 @@ def test_a_migration_changed_after_it_was_applied_is_refused_and_nothing_changes
     builds is the edited one)."""
     before = release_state(host)
     rows = history(host)
-    images = run_ok(host, "docker images -q --no-trunc").split()
+    images = sorted(run_ok(host, "docker images -q --no-trunc").split())
     inputs = run_ok(host, f"ls {PROJECT}/inputs").split()
     edited = (MIGRATIONS / V001).read_text() + "-- an edit after it ran\n"
     with source_file(MIGRATIONS / V001, edited):
@@ -215,7 +215,7 @@ def test_a_migration_changed_after_it_was_applied_is_refused_and_nothing_changes
     assert failed_task(result).endswith("migrate | Refuse migrations that changed since they were applied")
     assert release_state(host) == before
     assert history(host) == rows
-    assert run_ok(host, "docker images -q --no-trunc").split() == images
+    assert sorted(run_ok(host, "docker images -q --no-trunc").split()) == images
     assert run_ok(host, f"ls {PROJECT}/inputs").split() == inputs
 
 
