@@ -7,11 +7,16 @@ new, an edited, a broken migration), deploy with the scenario's converge playboo
 the copy back; they run after test_stack.py's (the file's name sorts after it) and each
 leaves the stack healthy.
 
-Seen to fail against the roles of before migrations (the setup script as the database's
-init script, run on an empty volume only): no history table (the cold deploy's test), the
-new migration never applied (the upgrade's), the edited and the broken file deployed
-without a word (their tests found the run passing), and no baseline on the host of
-before (no history after the take-over).
+Seen to fail, each, against the roles of before migrations (64b7f55's roles and
+plugins in the work tree, the database made by them: the setup script as its init
+script): no history table, no migrations in release.json and the init script mounted
+(the two tests of the cold deploy), and the disruptive ones at their first look at the
+history. And on a converged scenario, each test against the mechanism it covers taken
+out: the runner's include in roles/switch main.yml `when: false` (the upgrade: V003 not
+applied, no "applied" line), the refusal of a changed file `that: true` (the edited file:
+the run passed), the stop at a refused file `when: false` (the broken file: the run
+passed), the baseline never taken in migration_plan (the take-over: the setup script ran
+again, no baseline line).
 """
 
 from __future__ import annotations
