@@ -187,6 +187,15 @@ BROKEN_BOTS = [
     {"name": "eth-grid", "params": {"size": 2**63}},
 ]
 
+BROKEN_MIGRATIONS = [
+    "scripts/../V9__up.sql",
+    "/srv/V1__abs.sql",
+    "scripts/notes.txt",
+    "scripts//x.sql",
+    "scripts/migrations/V001__a.sql",
+    "other/V001__a.sql",
+]
+
 # (setting, bad value, text its refusal must hold): every rule broken in one run.
 BROKEN_RULES = [
     ("stack_project_dir", "/srv", "stack_project_dir: must be a directory of the stack's own"),
@@ -215,6 +224,27 @@ BROKEN_RULES = [
         "stack_hyperliquid_account_address",
         "0x" + "a" * 64,
         "stack_hyperliquid_account_address: must be an add",
+    ),
+    # One list for the migrations' rules: paths that climb, are absolute or not .sql, and a
+    # file name twice (the history's key).
+    (
+        "stack_db_migrations",
+        BROKEN_MIGRATIONS,
+        "stack_db_migrations: must list SQL files of the application source, in the order to apply them,"
+        " as paths relative to the source's root (letters, digits, dot, dash, underscore, slash; no . or ..;"
+        " the file name ending in .sql), e.g. [scripts/setup_timescale.sql,"
+        " scripts/migrations/V001__create_signals.sql]; not these:"
+        ' "scripts/../V9__up.sql", "/srv/V1__abs.sql", "scripts/notes.txt", "scripts//x.sql".',
+    ),
+    (
+        "stack_db_migrations",
+        BROKEN_MIGRATIONS,
+        "stack_db_migrations: names a file name more than once (V001__a.sql)",
+    ),
+    (
+        "stack_db_schema_file",
+        "/srv/setup.sql",
+        "stack_db_schema_file: is deprecated and stands for the setup",
     ),
 ]
 
@@ -285,6 +315,11 @@ def test_stack_preflight_takes_good_values_of_the_same_settings(tmp_path: Path) 
         "stack_hyperliquid_account_address": "0x" + "Fe" * 20 + "\r\n",
         "stack_source": "git",
         "stack_source_git_repo": "git@git.example.org:you/deep-algo.git",
+        "stack_db_migrations": [
+            "scripts/setup_timescale.sql",
+            "scripts/migrations/V001__create_signals.sql",
+            "db/V2.1__x-y.sql",
+        ],
     }
     for repo in (
         "git@git.example.org:you/deep-algo.git",

@@ -51,7 +51,7 @@ PLAYBOOK = """\
 # What the release role's host.yml reads on a host, and secrets that pass the role's rules.
 SETTINGS = {
     "__image_tag": "0123456789abcdef",
-    "__release_schema": "",
+    "__release_migrations": [],
     "__release_tls_cert_pem": "",
     "stack_db_password": "x" * 24,
     "stack_tui_password": "y" * 24,

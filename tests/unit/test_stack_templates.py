@@ -185,23 +185,56 @@ SERVICES = ("app", "live-bot-tui", "backtest-manager", "scheduled-backtest", "ba
 DIGESTS = {name: f"{i:016x}" for i, name in enumerate(SERVICES)}
 
 
-def compose(tmp_path: Path, **overrides: object) -> dict[str, Any]:
+def compose_text(tmp_path: Path, **overrides: object) -> str:
     settings: dict[str, object] = {
         "__release_app_image": "algo-trade/app:0123456789abcdef",
         # What render.yml and host_state.yml fix before the role renders the compose file.
         "__release_input_digests": {name: DIGESTS[name] for name in SERVICES},
         "__release_input_dirs": {name: f"/opt/algo-trade/inputs/{name}-{DIGESTS[name]}" for name in SERVICES},
         "__release_services": list(SERVICES),
-        "__release_schema": "CREATE TABLE t ();",
+        "__release_migrations": [
+            {
+                "file": "setup_timescale.sql",
+                "version": "",
+                "sha256": "a" * 64,
+                "setup": True,
+                "tables": ["t"],
+            },
+            {"file": "V001__signals.sql", "version": "001", "sha256": "b" * 64},
+        ],
         "stack_db_password": "x" * 24,
         "stack_tui_password": "y" * 24,
         "stack_api_password": "z" * 24,
         "stack_tui_bind": "192.0.2.10",
         **overrides,
     }
-    rendered = yaml.safe_load(render("compose.yaml.j2", tmp_path, **settings))
+    return render("compose.yaml.j2", tmp_path, **settings)
+
+
+def compose(tmp_path: Path, **overrides: object) -> dict[str, Any]:
+    rendered = yaml.safe_load(compose_text(tmp_path, **overrides))
     assert isinstance(rendered, dict)
     return rendered
+
+
+def test_compose_lists_the_migrations_and_the_database_runs_no_init_script(tmp_path: Path) -> None:
+    """The release's id is a digest of its compose file: the schema migrations are listed
+    there by name and checksum (a changed file, a new release), and the database mounts no
+    init script (collections of before mounted the setup script, which ran on an empty
+    volume only). Seen to fail against the template of before (no list, the mount)."""
+    text = compose_text(tmp_path)
+    assert "#   setup_timescale.sql sha256:" + "a" * 64 in text.splitlines()
+    assert "#   V001__signals.sql sha256:" + "b" * 64 in text.splitlines()
+    assert text.index("setup_timescale.sql sha256") < text.index("V001__signals.sql sha256")
+    db = yaml.safe_load(text)["services"]["db"]
+    assert db["volumes"] == ["db-data:/var/lib/postgresql/data"]
+    assert "docker-entrypoint-initdb.d" not in text
+    changed = compose_text(
+        tmp_path, __release_migrations=[{"file": "V001__signals.sql", "version": "001", "sha256": "c" * 64}]
+    )
+    assert "#   V001__signals.sql sha256:" + "c" * 64 in changed.splitlines()
+    assert "setup_timescale.sql" not in changed
+    assert "schema migrations" not in compose_text(tmp_path, __release_migrations=[])
 
 
 @pytest.mark.parametrize(

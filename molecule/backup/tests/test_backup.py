@@ -248,6 +248,8 @@ def test_backup_was_taken_while_the_writers_wrote(host: testinfra.host.Host) -> 
 
 
 def test_restored_rows_equal_the_manifest(host: testinfra.host.Host) -> None:
+    """The schema history (algotrade_schema_history) is in the dump and comes back with
+    the rest: the sample app's setup and its two migrations."""
     taken = manifest(host, scenario(host)["backup"])
     assert table_counts(host) == taken["tables"]["timescaledb"]
     assert set(taken["tables"]["timescaledb"]) == {
@@ -255,7 +257,10 @@ def test_restored_rows_equal_the_manifest(host: testinfra.host.Host) -> None:
         "public.trades",
         "public.fills",
         "public.backtest_results",
+        "public.signals",
+        "public.algotrade_schema_history",
     }
+    assert taken["tables"]["timescaledb"]["public.algotrade_schema_history"] == 3
 
 
 def test_restored_hypertables_are_hypertables(host: testinfra.host.Host) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+from pathlib import Path
 
 import testinfra
 import testinfra.host
 import testinfra.utils.ansible_runner
-from testlib import expected_hosts, leaked_secrets, run_ok
+from testlib import REPO, expected_hosts, leaked_secrets, run_ok
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
@@ -112,3 +114,17 @@ def container_ids(host: testinfra.host.Host) -> dict[str, str]:
         c: run_ok(host, f"docker inspect -f '{{{{.Id}}}} {{{{.State.StartedAt}}}}' {c}").strip()
         for c in CONTAINERS
     }
+
+
+def locked_sample(where: Path) -> Path:
+    """A copy of the scenario's sample app with a Cargo.lock and sqlx's offline query data
+    (molecule/resources/sample-app-locked): how a fork that commits both looks, and the one
+    form a collection of before (always --locked, no build database) can build."""
+    copy = where / "sample-app-locked"
+    shutil.copytree(
+        VARS["sample_app_dir"], copy, ignore=shutil.ignore_patterns("target", ".algotrade-source")
+    )
+    shutil.copytree(REPO / "molecule" / "resources" / "sample-app-locked", copy, dirs_exist_ok=True)
+    (copy / "README.md").unlink()
+    shutil.copy(Path(VARS["sample_app_dir"]) / "README.md", copy / "README.md")
+    return copy
