@@ -57,7 +57,7 @@ def test_dockerfile_defaults_cache_mounts_and_checked_ttyd_release(tmp_path: Pat
     assert "# syntax=" not in dockerfile.lower()
     assert "FROM rust:1.91.1-trixie AS builder" in dockerfile
     assert "--mount=type=cache,id=algo-trade-target,target=/src/target" in dockerfile
-    assert "cargo build --release --locked --bin algo-trade" in dockerfile
+    assert "SQLX_OFFLINE=true cargo build --release --locked --bin algo-trade" in dockerfile
     assert "FROM debian:trixie-slim AS runtime" in dockerfile
     assert (
         "ADD --checksum=sha256:8a217c968aba172e0dbf3f34447218dc015bc4d5e59bf51db2f2cd12b7be4f55 "
@@ -77,6 +77,37 @@ def test_dockerfile_cargo_chef_strategy(tmp_path: Path) -> None:
     assert "cargo chef cook --release --locked --recipe-path recipe.json" in dockerfile
     assert "RUSTC_WRAPPER=sccache" in dockerfile
     assert "COPY --from=builder /out/algo-trade /usr/local/bin/algo-trade" in dockerfile
+
+
+@pytest.mark.parametrize("strategy", ["cache-mounts", "cargo-chef"])
+def test_dockerfile_for_a_source_without_lock_or_query_cache(tmp_path: Path, strategy: str) -> None:
+    """No Cargo.lock in the source: the lock the build host resolved goes in after every
+    copy of the source, and the build stays --locked to it; no .sqlx/: the build step alone
+    mounts the build database's URL as a BuildKit secret, never a build argument or an ENV."""
+    dockerfile = render(
+        "Dockerfile.j2",
+        tmp_path,
+        stack_build_strategy=strategy,
+        __image_source_has_lock=False,
+        __image_source_has_query_cache=False,
+    )
+    copies = dockerfile.count("COPY src/ ./")
+    assert copies >= 1
+    assert dockerfile.count("COPY src/ ./\nCOPY Cargo.lock.generated ./Cargo.lock\n") == copies
+    assert dockerfile.count("--mount=type=secret,id=database_url,required=true") == 1
+    assert 'DATABASE_URL="$(cat /run/secrets/database_url)" cargo build --release --locked' in dockerfile
+    assert "SQLX_OFFLINE" not in dockerfile
+    assert "ARG " not in dockerfile
+    assert "ENV DATABASE_URL" not in dockerfile
+
+
+def test_dockerfile_installs_the_builder_packages_only_where_missing(tmp_path: Path) -> None:
+    dockerfile = render("Dockerfile.j2", tmp_path, stack_builder_packages=["cmake", "clang; rm -rf /"])
+    assert "pkgs='cmake clang; rm -rf /'; \\" in dockerfile, "one shell word, quoted"
+    assert "if ! dpkg-query -W $pkgs" in dockerfile
+    assert "apt-get install" not in render("Dockerfile.j2", tmp_path, stack_builder_packages=[]).split(
+        "AS runtime"
+    )[0]
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,12 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "stack_services.live-bot-tui.terminal.port and stack_api_port publish the same port 8080",
     ),
     (
+        "builder-package-not-a-name",
+        {"stack_builder_packages": ["cmake", "clang; rm -rf /"]},
+        'stack_builder_packages: must list Debian package names (lowercase letters, digits, + . -), e.g. [cmake,'
+        ' clang]; not these: "clang; rm -rf /".',
+    ),
+    (
         "service-unknown-key",
         {"stack_services_overrides": {"scheduled-backtest": {"comand": ["scheduled-backtest"]}}},
         "stack_services.scheduled-backtest has unknown keys comand",
