@@ -85,8 +85,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "builder-package-not-a-name",
         {"stack_builder_packages": ["cmake", "clang; rm -rf /"]},
-        'stack_builder_packages: must list Debian package names (lowercase letters, digits, + . -), e.g. [cmake,'
-        ' clang]; not these: "clang; rm -rf /".',
+        "stack_builder_packages: must list Debian package names (lowercase letters, digits, + . -),"
+        ' e.g. [cmake, clang]; not these: "clang; rm -rf /".',
     ),
     (
         "service-unknown-key",
