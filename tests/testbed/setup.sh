@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything the tests need on a Debian controller, from nothing:
-# Debian packages, a running Docker daemon, the offline base images and the
-# Python venv. Each step is skipped when its result is already there, so a
+# Debian packages, a running Docker daemon, the base images (from debootstrap and
+# Debian's mirror; the Rust builder also takes this machine's rustup toolchain and
+# the Rust crate registry's crates) and the Python venv. Each step is skipped when its result is already there, so a
 # second run takes seconds. Usage: setup.sh [debs|daemon|images|venv|all]...
 set -euo pipefail
 
@@ -12,6 +13,8 @@ python=${PYTHON:-python3}
 suite=${TESTBED_SUITE:-trixie}
 base_image=local/debian:$suite
 busybox_image=local/busybox:test
+# The Rust toolchain (rustup's, on this machine) the builder image carries.
+rust_version=${TESTBED_RUST_VERSION:-1.95.0}
 archives=$root/.cache/images
 debs=(docker.io debootstrap busybox-static gpg git make shellcheck chromium)
 
@@ -62,23 +65,90 @@ step_daemon() {
   exit 1
 }
 
+# Pieces of a build context taken from this machine rather than the repository,
+# named in a recipe's file `machine-context` (one per line). `context_NAME DIR MODE`
+# puts the piece in DIR; MODE `id` puts only what identifies it (for recipe_hash),
+# with the function's own text, so that a change of what it copies rebuilds too.
+
+# This machine's rustup toolchain $rust_version, trimmed to rustc, cargo, rustdoc and
+# the host's standard library (about 570 MB instead of 1.4 GB: no docs, clippy, rustfmt,
+# rust-analyzer), under rust/toolchains/NAME, and the rustup binary as rust/rustup.
+context_rust_toolchain() {
+  local dir=$1 mode=$2 rustup sysroot host target
+  rustup=$(command -v rustup || echo "${CARGO_HOME:-$HOME/.cargo}/bin/rustup")
+  if ! sysroot=$("$rustup" run "$rust_version" rustc --print sysroot 2>/dev/null); then
+    echo "Rust $rust_version is not installed with rustup on this machine (rustup toolchain install $rust_version)" >&2
+    exit 1
+  fi
+  host=$("$rustup" run "$rust_version" rustc -vV | sed -n 's/^host: //p')
+  target=$dir/rust/toolchains/$rust_version-$host
+  mkdir -p "$target/lib/rustlib"
+  if [ "$mode" = id ]; then
+    {
+      "$rustup" run "$rust_version" rustc -vV
+      "$rustup" run "$rust_version" cargo -V
+      "$rustup" --version 2>/dev/null
+      declare -f context_rust_toolchain
+    } >"$target/ID"
+    return
+  fi
+  (
+    cd "$sysroot"
+    cp -a --parents bin/rustc bin/cargo bin/rustdoc lib/*.so* "lib/rustlib/$host/lib" "lib/rustlib/$host/bin" \
+      lib/rustlib/rust-installer-version lib/rustlib/multirust-*.toml lib/rustlib/manifest-rustc-* \
+      lib/rustlib/manifest-cargo-* lib/rustlib/manifest-rust-std-* "$target/"
+  )
+  printf 'rustc\ncargo\nrust-std-%s\n' "$host" >"$target/lib/rustlib/components"
+  cp "$(readlink -f "$rustup")" "$dir/rust/rustup"
+  # World-writable as in the official image; set here, since a chmod in the image
+  # would copy the whole toolchain into another layer.
+  chmod -R a+w "$dir/rust"
+}
+
+# TEST BED ONLY: the CA bundle this machine trusts (SSL_CERT_FILE), for builds that
+# reach the registries through its egress; an empty file without SSL_CERT_FILE.
+context_ca_bundle() {
+  local dir=$1
+  if [ -n "${SSL_CERT_FILE:-}" ]; then
+    cp "$SSL_CERT_FILE" "$dir/testbed-ca.crt"
+  else
+    : >"$dir/testbed-ca.crt"
+  fi
+}
+
 # A recipe's build context: its folder, plus the repository paths its file
-# `extra-context` lists (one per line), copied under the same relative paths.
+# `extra-context` lists (one per line), copied under the same relative paths (in a git
+# checkout only the files .gitignore lets through), plus
+# the pieces of this machine its file `machine-context` names. MODE: full or id.
 recipe_context() {
-  local recipe=$1 context=$2 path
+  local recipe=$1 context=$2 mode=${3:-full} path name
   cp -a "$recipe/." "$context/"
-  [ -f "$recipe/extra-context" ] || return 0
-  while read -r path; do
-    mkdir -p "$context/$(dirname "$path")"
-    cp -a "$root/$path" "$context/$path"
-  done <"$recipe/extra-context"
+  if [ -f "$recipe/extra-context" ]; then
+    while read -r path; do
+      if git -C "$root" rev-parse --git-dir >/dev/null 2>&1; then
+        # The files git would commit: not what .gitignore keeps out (target/, a lock).
+        (cd "$root" && git ls-files -z --cached --others --exclude-standard -- "$path" |
+          while IFS= read -r -d '' file; do
+            [ ! -e "$file" ] || cp -a --parents "$file" "$context/"
+          done)
+      else
+        mkdir -p "$context/$(dirname "$path")"
+        cp -a "$root/$path" "$context/$path"
+      fi
+    done <"$recipe/extra-context"
+  fi
+  if [ -f "$recipe/machine-context" ]; then
+    while read -r name; do
+      "context_$name" "$context" "$mode"
+    done <"$recipe/machine-context"
+  fi
 }
 
 # Rebuild an image only when its recipe (the files of its build context) changed.
 recipe_hash() {
   local context
   context=$(mktemp -d)
-  recipe_context "$1" "$context"
+  recipe_context "$1" "$context" id
   (cd "$context" && find . -type f -print0 | sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16
   rm -rf "$context"
 }
@@ -114,7 +184,7 @@ step_images() {
   fi
   # Every folder under images/ is an image local/<folder>:<suite>, rebuilt when
   # a file of its recipe changes.
-  local recipe image sum context
+  local recipe image sum context args
   for recipe in "$here"/images/*/; do
     recipe=${recipe%/}
     image=local/$(basename "$recipe"):$suite
@@ -126,9 +196,12 @@ step_images() {
     log "building $image"
     context=$(mktemp -d)
     recipe_context "$recipe" "$context"
-    # The legacy builder needs no buildx plugin and fetches nothing.
-    DOCKER_BUILDKIT=0 quietly docker build --build-arg "BASE=$base_image" \
-      --label "org.algotrade.recipe=$sum" -t "$image" "$context"
+    args=(--build-arg "BASE=$base_image" --label "org.algotrade.recipe=$sum" -t "$image")
+    if grep -qx rust_toolchain "$recipe/machine-context" 2>/dev/null; then
+      args+=(--build-arg "RUST_VERSION=$rust_version")
+    fi
+    # The legacy builder needs no buildx plugin and fetches no frontend image.
+    DOCKER_BUILDKIT=0 quietly docker build "${args[@]}" "$context"
     rm -rf "$context"
   done
   step_archives
