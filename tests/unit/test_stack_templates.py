@@ -105,9 +105,10 @@ def test_dockerfile_installs_the_builder_packages_only_where_missing(tmp_path: P
     dockerfile = render("Dockerfile.j2", tmp_path, stack_builder_packages=["cmake", "clang; rm -rf /"])
     assert "pkgs='cmake clang; rm -rf /'; \\" in dockerfile, "one shell word, quoted"
     assert "if ! dpkg-query -W $pkgs" in dockerfile
-    assert "apt-get install" not in render("Dockerfile.j2", tmp_path, stack_builder_packages=[]).split(
-        "AS runtime"
-    )[0]
+    assert (
+        "apt-get install"
+        not in render("Dockerfile.j2", tmp_path, stack_builder_packages=[]).split("AS runtime")[0]
+    )
 
 
 @pytest.mark.parametrize(

@@ -83,6 +83,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "stack_services.live-bot-tui.terminal.port and stack_api_port publish the same port 8080",
     ),
     (
+        "source-without-the-bin",
+        {"stack_source_dir": str(REPO / "molecule" / "resources" / "fork-without-bin")},
+        "builds no binary named algo-trade (it builds: engine)",
+    ),
+    (
         "builder-package-not-a-name",
         {"stack_builder_packages": ["cmake", "clang; rm -rf /"]},
         "stack_builder_packages: must list Debian package names (lowercase letters, digits, + . -),"
