@@ -79,6 +79,12 @@ def summary_lines(
     batches = ", ".join(str(b) for b in plan.get("batches", []))
     build = plan.get("build_host") or ""
     lines.append(f"batches: {batches}" + (f"; image built once on {build}" if build else ""))
+    resolved = [h for h in hosts if str(reports.get(h, {}).get("lock_resolved", False)).lower() == "true"]
+    if resolved:
+        lines.append(
+            "Cargo.lock: the source has none; the versions were resolved on the build host and kept with "
+            f"the release ({', '.join(resolved)})"
+        )
     if stopped:
         reached = [h for h in hosts if h in reports or h in failures]
         missed = len(hosts) - len(reached)

@@ -76,3 +76,17 @@ def test_check_mode_counts_a_settings_change_on_the_same_image() -> None:
     lines = _lines(reports, {})
     assert "would change" in lines["a"]
     assert "no change" in lines["b"]
+
+
+def test_a_lock_resolved_on_the_build_host_is_said() -> None:
+    """A source without a Cargo.lock: the summary says the versions were resolved on the
+    build host (issue: the run summary says so); a source with one says nothing."""
+    plan = {"hosts": ["a", "b"], "batches": [2]}
+    resolved = {"a": _report(V1, V2, lock_resolved=True), "b": _report(V1, V2, lock_resolved=False)}
+    lines: list[str] = _plugin().summary_lines(plan, resolved, {})
+    assert lines[-1] == (
+        "Cargo.lock: the source has none; the versions were resolved on the build host"
+        " and kept with the release (a)"
+    )
+    plain: list[str] = _plugin().summary_lines(plan, {"a": _report(V1, V2)}, {})
+    assert not [line for line in plain if "Cargo.lock" in line]
