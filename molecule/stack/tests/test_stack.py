@@ -549,23 +549,51 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
         assert recap(again, name)["changed"] == 0, again.stdout[-3000:]
 
 
+def test_the_build_resolved_the_lock_and_kept_it_with_the_release(host: testinfra.host.Host) -> None:
+    """The sample commits no Cargo.lock (as upstream): the build host resolved the versions
+    once for the running image's tag and keeps that lock; the staged source stays as it
+    came (no lock written into it)."""
+    tag = image_of(host, APP).split(":")[-1]
+    lock = host.file(f"{PROJECT}/build/locks/{tag}.lock")
+    assert lock.exists
+    assert (lock.uid, lock.mode) == (0, 0o640)
+    assert 'name = "sqlx"' in lock.content_string
+    assert not host.file(f"{PROJECT}/build/src/Cargo.lock").exists
+
+
+def test_the_build_database_left_no_trace(host: testinfra.host.Host) -> None:
+    """The sample commits no .sqlx/ (as upstream): its one compile-time checked query was
+    checked against a throwaway build database, which is gone after the build, and whose
+    URL is in no layer of the image nor its history."""
+    assert host.run("docker inspect algo-trade-build-db").rc != 0, "the build database was removed"
+    history = run_ok(host, "docker history --no-trunc " + image_of(host, APP))
+    assert "postgresql://" not in history
+    assert "database_url" in history, "the build step mounted the URL as a secret, by id only"
+    assert "DATABASE_URL=postgres" not in history
+
+
 @pytest.mark.disruptive
-def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.Host) -> None:
-    """stack_source: git, from a repository on the host (file://): the revision goes live."""
+def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.Host, tmp_path: Path) -> None:
+    """stack_source: git, from a repository on the host (file://) that commits its
+    Cargo.lock and sqlx's query cache: the revision goes live, built --locked to that lock
+    with no lock resolved and no build database."""
     repo = "/srv/sample-app.git"
     host.run(f"rm -rf {repo} /srv/sample-work")
     subprocess.run(
-        ["docker", "cp", VARS["sample_app_dir"], "stack-a:/srv/sample-work"], check=True, capture_output=True
+        ["docker", "cp", str(locked_sample(tmp_path)), "stack-a:/srv/sample-work"],
+        check=True,
+        capture_output=True,
     )
     run_ok(
         host,
         "cd /srv/sample-work && rm -rf .algotrade-source .git"
         " && sed -i 's/^pub const VERSION.*/pub const VERSION: \\&str = \"sample-git\";/'"
         " crates/cli/src/main.rs"
-        " && git init -q -b main . && git add -A"
+        " && git init -q -b main . && git add -A && git add -f Cargo.lock .sqlx"
         " && git -c user.name=t -c user.email=t@example.invalid commit -qm sample"
         f" && git clone -q --bare . {repo}",
     )
+    since = now(host)
     result = ansible_playbook(
         REPO / "molecule" / "stack" / "converge.yml",
         INVENTORY,
@@ -576,6 +604,16 @@ def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.H
     assert_no_secret(result.stdout + result.stderr)  # a normal deploy's output
     wait_healthy(host, timeout=30)
     assert api(host, "GET", "/api/bots").startswith("200 sample-git")
+    # The repository commits its lock and query cache: --locked to its lock, no lock
+    # resolved, and sqlx's offline data instead of a build database.
+    tag = image_of(host, APP).split(":")[-1]
+    assert not host.file(f"{PROJECT}/build/locks/{tag}.lock").exists
+    created = run_ok(
+        host,
+        f"docker events --since {since} --until {now(host)} --filter type=container --filter event=create"
+        " --format '{{.Actor.Attributes.name}}'",
+    ).split()
+    assert "algo-trade-build-db" not in created, created
 
 
 def byo_certificate(names: list[str], address: str) -> tuple[str, str]:
