@@ -66,7 +66,8 @@ def services(
     login: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The enabled services by name, every key filled in; terminals (web terminals served by
-    ttyd) left out when terminals is false; a terminal's user and password default to login's."""
+    ttyd) left out when terminals is false; a terminal's user and password default to login's
+    (own_login: whether it names its own password)."""
     resolved: dict[str, dict[str, Any]] = {}
     for name, spec in _merged(definitions, overrides).items():
         if not isinstance(spec, Mapping):
@@ -77,7 +78,8 @@ def services(
         if service["terminal"] is not None:
             if not _truth(terminals):
                 continue
-            service["terminal"] = {**(login or {}), **service["terminal"]}
+            own = "password" in service["terminal"]
+            service["terminal"] = {**(login or {}), **service["terminal"], "own_login": own}
         service["enabled"] = True
         for key in ("data", "bots", "api"):
             service[key] = _truth(service[key])

@@ -134,7 +134,8 @@ def test_the_role_writes_and_hashes_secrets_without_their_newline() -> None:
     key, address = "0x" + "ab" * 32, "0x" + "cd" * 20
     values = role_values(
         "{'db': __stack_db_password, 'app': __stack_release_files.app | items2dict('name', 'content'),"
-        " 'tui': __stack_tui_htpasswd, 'api': __stack_api_htpasswd}",
+        " 'tui': (__stack_release_files.proxy | items2dict('name', 'content'))['htpasswd_live-bot-tui'],"
+        " 'api': __stack_api_htpasswd}",
         stack_db_password=HOSTILE_PASSWORD,
         stack_tui_password="tui/+=@:%#?&-password\n",  # noqa: S106
         stack_api_password="api/+=@:%#?&-password\r\n",  # noqa: S106
@@ -144,8 +145,9 @@ def test_the_role_writes_and_hashes_secrets_without_their_newline() -> None:
     )
     assert values["db"] == HOSTILE_PASSWORD[:-1]
     app = values["app"]
-    assert (app["hyperliquid_private_key"], app["hyperliquid_api_wallet_key"]) == (key, key)
-    assert app["hyperliquid_account_address"] == address
+    assert (app["env_HYPERLIQUID_PRIVATE_KEY"], app["env_HYPERLIQUID_API_WALLET_KEY"]) == (key, key)
+    assert app["env_HYPERLIQUID_ACCOUNT_ADDRESS"] == address
+    assert "%0A" not in app["env_DATABASE_URL"], "the URL's password without its newline"
     tui_user, tui_hash = values["tui"].split(":", 1)
     assert tui_user == "trader"
     assert sha512_crypt.verify("tui/+=@:%#?&-password", tui_hash)

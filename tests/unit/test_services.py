@@ -46,7 +46,16 @@ def test_the_defaults_are_upstreams_services_and_valid() -> None:
         "backtest-daemon",
     ]
     assert enabled["app"]["command"][0] == "run"
-    assert enabled["live-bot-tui"]["terminal"] == {"port": 7681, "user": "trader", "password": "p"}
+    assert enabled["live-bot-tui"]["terminal"] == {
+        "port": 7681,
+        "user": "trader",
+        "password": "p",
+        "own_login": False,
+    }
+    own = services_filter.services(
+        SERVICES, {"backtest-manager": {"terminal": {"password": "q"}}}, True, {"password": "p"}
+    )
+    assert own["backtest-manager"]["terminal"]["own_login"] is True
     assert enabled["backtest-manager"]["terminal"]["port"] == 7682
     assert enabled["backtest-daemon"]["stop_signal"] == "SIGINT"
     assert "signal-collector" not in enabled, "off by default"
