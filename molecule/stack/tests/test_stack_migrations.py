@@ -144,7 +144,7 @@ def test_the_release_carries_its_migrations_and_the_database_runs_no_init_script
     release's id digests it), the files lie root-only in the release's inputs, and the
     database container mounts no init script."""
     release = current_release(host)
-    expected = [(name, version or "", checksum) for name, version, checksum, _ in scenario_list()]
+    expected = [(name, version or "", checksum) for name, version, checksum, _baseline in scenario_list()]
     assert [(m["file"], m["version"], m["sha256"]) for m in release["migrations"]] == expected  # type: ignore[attr-defined]
     (directory,) = [d for d in release["inputs"] if str(d).startswith("migrations-")]  # type: ignore[attr-defined]
     compose = host.file(f"{PROJECT}/current/compose.yaml").content_string
