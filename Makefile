@@ -24,7 +24,7 @@ demo: setup ## Deploy the whole stack with the sample app to a throwaway local h
 	echo "  Web terminal (the bot TUI):  https://$$ip:7681/   user trader, password demo-tui-password-8d2e61c0f5"; \
 	echo "     (a self-signed certificate made on the demo host: let your browser accept it once)"; \
 	echo "  API on the demo host's loopback:  docker exec algotrade-demo curl -s http://127.0.0.1:8080/api/bots"; \
-	echo "  Add a bot:  docker exec algotrade-demo curl -s -X POST -d '{\"name\":\"demo\"}' http://127.0.0.1:8080/api/bots"; \
+	echo "  Add a bot:  docker exec algotrade-demo curl -s -X POST -H 'Content-Type: application/json' -d '{\"bot_id\":\"demo\",\"symbol\":\"BTC\",\"strategy\":\"quad_ma\"}' http://127.0.0.1:8080/api/bots"; \
 	echo "The demo passwords are in the demo vault (inventories/demo), for the demo only."; \
 	echo "Remove it all with: make demo-destroy"
 
