@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Writes until /root/writer.stop appears: trades into TimescaleDB (one psql session,
-# a commit per row) and bots through the API (SQLite writes in the daemon).
+# a commit per row) and bots through the API (SQLite writes in the daemon), their ids
+# new in each run (the API refuses a bot_id it has).
 set -uo pipefail
 rm -f /root/writer.stop
 
@@ -12,10 +13,11 @@ post() {
   exec 3>&-
 }
 
+run=$(date +%s)
 (
   i=0
   while [ ! -e /root/writer.stop ]; do
-    post "{\"name\":\"writer-$i\"}"
+    post "{\"bot_id\":\"writer-$run-$i\",\"symbol\":\"ETH\",\"strategy\":\"quad_ma\"}"
     i=$((i + 1))
     sleep 0.1
   done

@@ -38,7 +38,7 @@ from testlib import REPO, ansible_playbook, check_described_host
         pytest.param(
             "backup",
             {"backup_action": "restore"},
-            ["A restore replaces the database and bots.db", "-e backup_restore_confirm=true"],
+            ["A restore replaces the database and the SQLite (bot) databases", "backup_restore_confirm=true"],
             id="restore-unconfirmed",
         ),
         pytest.param(

@@ -64,6 +64,20 @@ DB_LOGIN = (
     f"{COMPOSE} exec -T db sh -c 'IFS= read -r PGPASSWORD; export PGPASSWORD;"
     ' psql -X -At -h db -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "SELECT 1"\''
 )
+# The sample's services that write to TimescaleDB all the time (backtest-daemon a result,
+# scheduled-backtest a run: every 10 s and at each start), by table and its time column. A
+# backup's counts are compared with the rows as of its database moment in these tables,
+# with all rows in the others.
+WRITTEN = {"public.backtest_results": "created_at", "public.scheduled_backtest_runs": "started_at"}
+WRITING_SERVICES = ("backtest-daemon", "scheduled-backtest")
+# The bot databases of the default services (the daemon's and the backtest daemon's), as
+# a backup's manifest names them, and their copies in the backup.
+DAEMON_DB, BACKTEST_DB = "/data/bots.db", "/data/backtest-daemon/bots.db"
+SQLITE_COPIES = {DAEMON_DB: "bots.db", BACKTEST_DB: "backtest-daemon__bots.db"}
+# A bot database made after the scenario's backup (a service added since): the safety
+# backup's test makes it; it stays.
+LATE_DB = "/data/late-service/bots.db"
+SAMPLE = Path(VARS["sample_app_dir"])
 COUNTS_SQL = (
     "SELECT json_object_agg(format('%I.%I', schemaname, tablename), (xpath('/row/n/text()',"
     " query_to_xml(format('SELECT count(*) AS n FROM %I.%I', schemaname, tablename), false, true, '')))[1]"
@@ -121,18 +135,81 @@ def backups(host: testinfra.host.Host) -> list[str]:
     return sorted(listing.split())
 
 
-def table_counts(host: testinfra.host.Host) -> dict[str, int]:
+def table_counts(host: testinfra.host.Host, as_of: float | None = None) -> dict[str, int]:
+    """Rows per table; with `as_of` (seconds since the epoch, a backup's moments.timescaledb),
+    the tables the services keep writing (WRITTEN) count only their rows up to it."""
     out = run_ok(host, f"{COMPOSE} exec -T db psql -U algo -d algo_trade -tAc {json.dumps(COUNTS_SQL)}")
     value = json.loads(out)
     assert isinstance(value, dict)
+    if as_of is not None:
+        for table, column in WRITTEN.items():
+            if table in value:
+                sql = f"SELECT count(*) FROM {table} WHERE {column} <= to_timestamp({as_of!r})"  # noqa: S608
+                value[table] = int(
+                    run_ok(host, f"{COMPOSE} exec -T db psql -X -U algo -d algo_trade -tAc {json.dumps(sql)}")
+                )
     return value
+
+
+def restored_counts(host: testinfra.host.Host, taken: dict[str, Any]) -> dict[str, int]:
+    """The rows of the backup `taken` (a manifest) as the database holds them now: what the
+    services wrote since its moment left out."""
+    return table_counts(host, as_of=taken["moments"]["timescaledb"])
+
+
+def bot_rows(taken: dict[str, Any], database: str = DAEMON_DB) -> int:
+    """How many bots a backup's manifest counted in one of its bot databases."""
+    rows = taken["tables"]["sqlite"][database]["bot_configs"]
+    assert isinstance(rows, int)
+    return rows
+
+
+def sqlite_rows(host: testinfra.host.Host, database: str, sql: str, in_app: bool = True) -> list[list[Any]]:
+    """The rows of a query on a SQLite database: one of the volume's, read in the app's
+    container as its UID (in_app), or a file on the host (a backup's copy). A database
+    that is not there is an error, never made."""
+    script = (
+        "import json, sqlite3, sys;"
+        " db = sqlite3.connect('file:' + sys.argv[1] + '?mode=rw', uri=True, timeout=30);"
+        " print(json.dumps(db.execute(sys.argv[2]).fetchall()))"
+    )
+    where = f"docker exec {APP} " if in_app else ""
+    value = json.loads(
+        run_ok(host, f"{where}python3 -c {shlex.quote(script)} {shlex.quote(database)} {shlex.quote(sql)}")
+    )
+    assert isinstance(value, list)
+    return value
+
+
+BOT_IDS_SQL = "SELECT bot_id FROM bot_configs ORDER BY 1"
+
+
+def backtest_bots(host: testinfra.host.Host) -> list[str]:
+    """The bots in the backtest daemon's own bot database."""
+    return [str(row[0]) for row in sqlite_rows(host, BACKTEST_DB, BOT_IDS_SQL)]
+
+
+def add_backtest_bot(host: testinfra.host.Host, bot_id: str) -> None:
+    """A bot written into the backtest daemon's bot database (it has no API), as the side effect does."""
+    script = (
+        "import sqlite3, sys, time; db = sqlite3.connect(sys.argv[1], timeout=30); now = int(time.time());"
+        " db.execute(\"INSERT INTO bot_configs VALUES (?, 'BTC', 'quad_ma', 'paper', ?)\","
+        " (sys.argv[2], now));"
+        " db.execute(\"INSERT INTO bot_runtime_state VALUES (?, 'stopped', ?)\", (sys.argv[2], now));"
+        " db.commit()"
+    )
+    run_ok(host, f"docker exec {APP} python3 -c {shlex.quote(script)} {BACKTEST_DB} {shlex.quote(bot_id)}")
+
+
+def in_volume(host: testinfra.host.Host, path: str) -> bool:
+    return bool(host.run(f"docker exec {APP} test -e {shlex.quote(path)}").rc == 0)
 
 
 def bots(host: testinfra.host.Host) -> list[dict[str, Any]]:
     script = (
         "import json,urllib.request as u;print(u.urlopen('http://127.0.0.1:8080/api/bots').read().decode())"
     )
-    value = json.loads(run_ok(host, f"python3 -c {json.dumps(script)}"))
+    value = json.loads(run_ok(host, f"python3 -c {json.dumps(script)}"))["bots"]
     assert isinstance(value, list)
     return value
 
@@ -213,8 +290,10 @@ def playbook(
 
 def test_backup_files_match_the_manifest_checksums(host: testinfra.host.Host) -> None:
     name = scenario(host)["backup"]
-    files = manifest(host, name)["files"]
-    assert set(files) == {"db.dump", "globals.sql", "bots.db"}
+    taken = manifest(host, name)
+    files = taken["files"]
+    assert set(files) == {"db.dump", "globals.sql", *SQLITE_COPIES.values()}
+    assert taken["sqlite"] == SQLITE_COPIES
     for file, entry in files.items():
         path = f"{BACKUPS}/{name}/{file}"
         assert host.file(path).sha256sum == entry["sha256"], path
@@ -224,7 +303,7 @@ def test_backup_files_match_the_manifest_checksums(host: testinfra.host.Host) ->
 def test_backup_is_root_only_and_holds_no_password(host: testinfra.host.Host) -> None:
     name = scenario(host)["backup"]
     assert host.file(BACKUPS).mode == 0o700
-    for file in ("db.dump", "globals.sql", "bots.db", "manifest.json"):
+    for file in ("manifest.json", *manifest(host, name)["files"]):
         entry = host.file(f"{BACKUPS}/{name}/{file}")
         assert (entry.user, entry.mode) == ("root", 0o600), file
     globals_sql = host.file(f"{BACKUPS}/{name}/globals.sql").content_string
@@ -244,23 +323,30 @@ def test_backup_was_taken_while_the_writers_wrote(host: testinfra.host.Host) -> 
     seeded = 1441  # the side effect's generate_series: 10 days every 10 minutes, both ends
     assert trades >= seeded + 50, "the writer had written before the backup started"
     assert record["trades_before_loss"] > trades, "the writer kept writing after the snapshot"
-    assert record["bots_before_loss"] > taken["tables"]["sqlite"]["bots"] > 3
+    assert record["bots_before_loss"] > bot_rows(taken) > 3
 
 
 def test_restored_rows_equal_the_manifest(host: testinfra.host.Host) -> None:
-    """The schema history (algotrade_schema_history) is in the dump and comes back with
-    the rest: the sample app's setup and its two migrations."""
+    """Every table holds the backup's rows (those the services wrote since its moment left
+    out). The schema history (algotrade_schema_history) is in the dump and comes back with
+    the rest: the sample app's setup and each of its migrations."""
     taken = manifest(host, scenario(host)["backup"])
-    assert table_counts(host) == taken["tables"]["timescaledb"]
+    assert restored_counts(host, taken) == taken["tables"]["timescaledb"]
     assert set(taken["tables"]["timescaledb"]) == {
         "public.ohlcv",
         "public.trades",
         "public.fills",
         "public.backtest_results",
         "public.signals",
+        "public.scheduled_backtest_runs",
         "public.algotrade_schema_history",
     }
-    assert taken["tables"]["timescaledb"]["public.algotrade_schema_history"] == 3
+    migrations = sorted(p.name for p in (SAMPLE / "scripts" / "migrations").glob("V*.sql"))
+    schema = ["setup_timescale.sql", *migrations]
+    assert len(schema) == 5, schema
+    assert taken["tables"]["timescaledb"]["public.algotrade_schema_history"] == len(schema)
+    files: list[object] = list(psql_rows(host, "SELECT json_agg(file) FROM algotrade_schema_history"))
+    assert sorted(map(str, files)) == sorted(schema)
 
 
 def test_restored_hypertables_are_hypertables(host: testinfra.host.Host) -> None:
@@ -274,9 +360,32 @@ def test_restored_hypertables_are_hypertables(host: testinfra.host.Host) -> None
 
 def test_bots_are_back(host: testinfra.host.Host) -> None:
     taken = manifest(host, scenario(host)["backup"])
-    names = [bot["name"] for bot in bots(host)]
-    assert {"seed-alpha", "seed-beta", "seed-gamma"} <= set(names)
-    assert len(names) == taken["tables"]["sqlite"]["bots"]
+    found = {bot["bot_id"]: bot for bot in bots(host)}
+    seeded = {"seed-alpha", "seed-beta", "seed-gamma"}
+    assert seeded <= set(found)
+    for bot_id in seeded:
+        bot = found[bot_id]
+        assert (bot["symbol"], bot["strategy"], bot["mode"]) == ("ETH", "quad_ma", "paper"), bot
+    assert len(found) == bot_rows(taken)
+
+
+def test_backtest_daemon_bots_are_back(host: testinfra.host.Host) -> None:
+    """The backtest daemon's own bot database (its BOT_DATABASE_URL, not the daemon's
+    bots.db) was backed up with its path and rows, lost with the volume and put back: the
+    bots the side effect wrote into it, which the daemon restored when it started again."""
+    taken = manifest(host, scenario(host)["backup"])
+    assert taken["tables"]["sqlite"][BACKTEST_DB]["bot_configs"] == 2
+    assert taken["tables"]["sqlite"][BACKTEST_DB]["bot_runtime_state"] == 2
+    assert backtest_bots(host) == ["bt-alpha", "bt-beta"]
+    copy = f"{BACKUPS}/{taken['name']}/{SQLITE_COPIES[BACKTEST_DB]}"
+    rows = sqlite_rows(
+        host, copy, "SELECT bot_id, symbol, strategy FROM bot_configs ORDER BY 1", in_app=False
+    )
+    assert rows == [["bt-alpha", "BTC", "quad_ma"], ["bt-beta", "BTC", "quad_ma"]]
+    log = run_ok(host, "docker logs algo-trade-backtest-daemon-1 2>&1")
+    started = [line for line in log.splitlines() if "Backtest daemon sample-1 started" in line]
+    assert started, log[-3000:]
+    assert "2 bots restored" in started[-1], started[-3:]
 
 
 def test_backup_fetched_to_the_controller(host: testinfra.host.Host) -> None:
@@ -463,8 +572,8 @@ def test_rotation_output_holds_no_secret(host: testinfra.host.Host) -> None:
 
 def test_rotation_kept_the_data_and_the_password_out_of_logs(host: testinfra.host.Host) -> None:
     taken = manifest(host, scenario(host)["backup"])
-    assert table_counts(host) == taken["tables"]["timescaledb"]
-    assert len(bots(host)) == taken["tables"]["sqlite"]["bots"]
+    assert restored_counts(host, taken) == taken["tables"]["timescaledb"]
+    assert len(bots(host)) == bot_rows(taken)
     logs = run_ok(host, f"{COMPOSE} logs --no-color 2>&1; ps auxww")
     assert_no_secret(logs, "the containers' logs or a process's argv")
 
@@ -658,16 +767,40 @@ def test_restore_refuses_another_timescaledb_version(host: testinfra.host.Host) 
         host.run(f"rm -rf {BACKUPS}/{fake}")
 
 
-def test_restore_refuses_a_damaged_backup(host: testinfra.host.Host) -> None:
+@pytest.mark.parametrize("damaged", SQLITE_COPIES.values())
+def test_restore_refuses_a_damaged_backup(host: testinfra.host.Host, damaged: str) -> None:
     name = scenario(host)["backup"]
     fake = "20000101T000001Z"
-    run_ok(host, f"cp -a {BACKUPS}/{name} {BACKUPS}/{fake} && printf x >> {BACKUPS}/{fake}/bots.db")
+    run_ok(host, f"cp -a {BACKUPS}/{name} {BACKUPS}/{fake} && printf x >> {BACKUPS}/{fake}/{damaged}")
     try:
         rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=fake)
         assert rc != 0
-        assert f"{fake}/bots.db is missing or its sha256 differs from manifest.json" in out
+        assert f"{fake}/{damaged} is missing or its sha256 differs from manifest.json" in out
     finally:
         host.run(f"rm -rf {BACKUPS}/{fake}")
+
+
+def test_restore_refuses_a_manifest_whose_databases_leave_the_volume(host: testinfra.host.Host) -> None:
+    """A manifest that would put a copy outside /data (or read one it does not checksum) is
+    refused before anything changes."""
+    name = scenario(host)["backup"]
+    fake = "20000101T000008Z"
+    started = run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}")
+    copy_backup(
+        host,
+        name,
+        fake,
+        "m['sqlite']['/data/../../etc/cron.d/x'] = m['sqlite'].pop('/data/bots.db');"
+        " m['tables']['sqlite']['/data/../../etc/cron.d/x'] = m['tables']['sqlite'].pop('/data/bots.db')",
+    )
+    try:
+        rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=fake)
+    finally:
+        host.run(f"rm -rf {BACKUPS}/{fake}")
+    assert rc != 0, out[-3000:]
+    assert "does not describe its SQLite databases as this collection writes them" in out, out[-3000:]
+    assert "'/data/../../etc/cron.d/x' is not a plain path in /data" in out
+    assert run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}") == started
 
 
 def test_rollback_refuses_an_unknown_build(host: testinfra.host.Host) -> None:
@@ -750,26 +883,87 @@ def test_restore_refuses_another_hosts_or_projects_backup(host: testinfra.host.H
     assert host.run(f"ls {BACKUPS}/before-restore").stdout.split() == safety, "a refusal took a backup"
 
 
+def test_a_backup_of_before_restores_bots_db_and_leaves_the_other_databases(
+    host: testinfra.host.Host,
+) -> None:
+    """A backup made by the collection of before (manifest format 1: one bots.db, its row
+    counts flat in tables.sqlite), made here from the scenario's backup, restores: the
+    daemon's bots.db is the backup's again (a bot added since is gone), checked against
+    the manifest, and the backtest daemon's database, which such a backup knows nothing
+    of, is left as it was (a bot added to it here stays)."""
+    name = scenario(host)["backup"]
+    fake = "20000101T000007Z"
+    copy_backup(
+        host,
+        name,
+        fake,
+        "m['format'] = 1; m['tables']['sqlite'] = m['tables']['sqlite']['/data/bots.db'];"
+        " del m['sqlite'], m['files']['backtest-daemon__bots.db']",
+    )
+    run_ok(host, f"rm {BACKUPS}/{fake}/{SQLITE_COPIES[BACKTEST_DB]}")
+    post = (
+        "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:8080/api/bots', method='POST',"
+        ' data=b\'{"bot_id": "after-backup-bot", "symbol": "SOL", "strategy": "quad_ma"}\','
+        " headers={'Content-Type': 'application/json'}))"
+    )
+    run_ok(host, f"python3 -c {shlex.quote(post)}")
+    add_backtest_bot(host, "bt-late")
+    backtest = backtest_bots(host)
+    assert "bt-late" in backtest
+    try:
+        rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=fake)
+    finally:
+        host.run(f"rm -rf {BACKUPS}/{fake}")
+    assert rc == 0, out[-3000:]
+    taken = manifest(host, name)
+    rows = ", ".join(f"{table}={n}" for table, n in sorted(taken["tables"]["sqlite"][DAEMON_DB].items()))
+    assert f"SQLite rows equal the manifest: /data/bots.db: {rows}" in out
+    assert "no SQLite database removed" in out
+    kept = sqlite_rows(host, f"{BACKUPS}/{name}/bots.db", BOT_IDS_SQL, in_app=False)
+    assert sorted(bot["bot_id"] for bot in bots(host)) == [row[0] for row in kept]
+    assert backtest_bots(host) == backtest
+    assert restored_counts(host, taken) == taken["tables"]["timescaledb"]
+
+
 def test_restore_keeps_a_safety_backup_that_a_second_restore_can_use(host: testinfra.host.Host) -> None:
     """A restore (here of a backup without origin, allowed with backup_restore_foreign)
     first backs up the data it replaces, root-only, under before-restore/; a second
-    restore of that backup puts the replaced data back. A marker row and a bot added
-    before the first restore tell the two apart; they stay (later tests compare with
-    backups taken after them).
+    restore of that backup puts the replaced data back. A marker row (in fills, which no
+    service writes) and a bot added before the first restore tell the two apart; they
+    stay (later tests compare with backups taken after them). The services that keep
+    writing to the database are stopped first, so that the count before is the safety
+    backup's (the restore starts them again).
+
+    The SQLite databases likewise, as a whole: the backtest daemon's goes back to the
+    backup's bots and then to those it had; a bot database made after the backup (a
+    service added since, LATE_DB) is removed by the first restore, kept in the safety
+    backup and put back by the second.
 
     Seen to fail when roles/backup restore.yml took that backup after the restore
     instead of before the drop: it held the restored rows, not the marker.
     """
     name = scenario(host)["backup"]
     fake = "20000101T000006Z"
-    marker = "INSERT INTO backtest_results (strategy, result) VALUES ('before-restore-marker', '{}')"
-    run_ok(host, f"{COMPOSE} exec -T db psql -X -q -U algo -d algo_trade -c {shlex.quote(marker)}")
+    marker = "INSERT INTO fills VALUES (now(), 0, 'BEFORE-RESTORE-MARKER', 0, 0, 'buy')"
+    psql = f"{COMPOSE} exec -T db psql -X -q -U algo -d algo_trade"
+    run_ok(host, f"{psql} -c {shlex.quote(marker)}")
     post = (
         "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:8080/api/bots', method='POST',"
-        " data=b'{\"name\": \"before-restore-bot\"}', headers={'Content-Type': 'application/json'}))"
+        ' data=b\'{"bot_id": "before-restore-bot", "symbol": "BTC", "strategy": "quad_ma"}\','
+        " headers={'Content-Type': 'application/json'}))"
     )
     run_ok(host, f"python3 -c {shlex.quote(post)}")
-    counts, names = table_counts(host), sorted(bot["name"] for bot in bots(host))
+    late = (
+        "import os, sqlite3, sys; os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True);"
+        " db = sqlite3.connect(sys.argv[1]);"
+        " db.execute('CREATE TABLE bot_configs (bot_id TEXT PRIMARY KEY)');"
+        " db.execute(\"INSERT INTO bot_configs VALUES ('late-1')\"); db.commit()"
+    )
+    run_ok(host, f"docker exec {APP} python3 -c {shlex.quote(late)} {LATE_DB}")
+    backtest = backtest_bots(host)
+    run_ok(host, f"{COMPOSE} stop {' '.join(WRITING_SERVICES)}")
+    markers = f"{psql} -tA -c \"SELECT count(*) FROM fills WHERE symbol = 'BEFORE-RESTORE-MARKER'\""  # noqa: S608
+    counts, names = table_counts(host), sorted(bot["bot_id"] for bot in bots(host))
     safety = host.run(f"ls {BACKUPS}/before-restore").stdout.split()
     copy_backup(host, name, fake, "del m['host'], m['project']")
     try:
@@ -779,7 +973,11 @@ def test_restore_keeps_a_safety_backup_that_a_second_restore_can_use(host: testi
     finally:
         host.run(f"rm -rf {BACKUPS}/{fake}")
     assert rc == 0, out[-3000:]
-    assert table_counts(host) == manifest(host, name)["tables"]["timescaledb"], "the marker row is gone"
+    assert run_ok(host, markers).strip() == "0", "the marker row is gone"
+    assert restored_counts(host, manifest(host, name)) == manifest(host, name)["tables"]["timescaledb"]
+    assert backtest_bots(host) == ["bt-alpha", "bt-beta"]
+    assert not in_volume(host, LATE_DB), f"{LATE_DB} is not in the backup: the restore removes it"
+    assert f"removed (not in the backup): {LATE_DB}" in out
     new = sorted(set(run_ok(host, f"ls {BACKUPS}/before-restore").split()) - set(safety))
     assert len(new) == 1, new
     kept = f"before-restore/{new[0]}"
@@ -793,11 +991,18 @@ def test_restore_keeps_a_safety_backup_that_a_second_restore_can_use(host: testi
     taken = json.loads(host.file(f"{BACKUPS}/{kept}/manifest.json").content_string)
     assert (taken["kind"], taken["host"], taken["project"]) == ("before-restore", HOST, "algo-trade")
     assert taken["tables"]["timescaledb"] == counts
-    assert taken["tables"]["sqlite"]["bots"] == len(names)
+    assert bot_rows(taken) == len(names)
+    assert taken["sqlite"] == {**SQLITE_COPIES, LATE_DB: "late-service__bots.db"}
+    assert bot_rows(taken, BACKTEST_DB) == len(backtest)
+    assert taken["tables"]["sqlite"][LATE_DB] == {"bot_configs": 1}
     rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=kept)
     assert rc == 0, out[-3000:]
-    assert table_counts(host) == counts
-    assert sorted(bot["name"] for bot in bots(host)) == names
+    assert "no SQLite database removed" in out
+    assert restored_counts(host, taken) == counts
+    assert run_ok(host, markers).strip() == "1"
+    assert sorted(bot["bot_id"] for bot in bots(host)) == names
+    assert backtest_bots(host) == backtest
+    assert sqlite_rows(host, LATE_DB, "SELECT bot_id FROM bot_configs") == [["late-1"]]
 
 
 def test_backup_moments_are_what_the_docs_say(host: testinfra.host.Host) -> None:
@@ -806,8 +1011,9 @@ def test_backup_moments_are_what_the_docs_say(host: testinfra.host.Host) -> None
     moments.sqlite_from..sqlite_to, which begins after it. A backup taken here while the
     side effect's writers write (trades into TimescaleDB, bots through the API): no
     writer trade in its dump is newer than the database's moment, no bot in its bots.db
-    newer than the end of the SQLite copy (created_at has whole seconds). The backup is
-    removed after (retention may have dropped the oldest: keep backup_keep > 2).
+    newer than the end of the SQLite copies (created_at: whole seconds since the epoch).
+    The backup is removed after (retention may have dropped the oldest: keep
+    backup_keep > 2).
 
     Seen to fail when the backup script copied bots.db before it exported the snapshot
     (sqlite_to before the database's moment).
@@ -842,11 +1048,11 @@ def test_backup_moments_are_what_the_docs_say(host: testinfra.host.Host) -> None
         newest_trade = max(datetime.fromisoformat(t).timestamp() for t in times)
         assert newest_trade <= moments["timescaledb"], (newest_trade, moments)
         query = (
-            "import sqlite3, sys;"
-            " print(sqlite3.connect(sys.argv[1]).execute('SELECT max(created_at) FROM bots').fetchone()[0])"
+            "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]);"
+            " print(db.execute('SELECT max(created_at) FROM bot_configs').fetchone()[0])"
         )
-        newest_bot = run_ok(host, f"python3 -c {shlex.quote(query)} {path}/bots.db").strip()
-        assert datetime.fromisoformat(newest_bot.replace("Z", "+00:00")).timestamp() <= moments["sqlite_to"]
+        newest_bot = int(run_ok(host, f"python3 -c {shlex.quote(query)} {path}/bots.db").strip())
+        assert newest_bot <= moments["sqlite_to"], (newest_bot, moments)
     finally:
         run_ok(host, f"rm -rf {path}")
 
@@ -1039,7 +1245,7 @@ def test_scheduled_backup_runs_the_same_script_with_retention(host: testinfra.ho
     assert len(after) == VARS["backup_keep"] == 3
     assert set(after) - set(before), "the timer's service took new backups"
     newest = manifest(host, after[-1])
-    assert newest["tables"]["timescaledb"] == table_counts(host)
+    assert newest["tables"]["timescaledb"] == restored_counts(host, newest)
     _rc, _out, again = playbook("backup_schedule")
     assert recap(again, HOST)["changed"] == 0
 
@@ -1070,9 +1276,14 @@ def test_teardown_keeps_the_volumes(host: testinfra.host.Host) -> None:
 
 
 def test_teardown_deleting_the_data_leaves_a_final_backup(host: testinfra.host.Host) -> None:
+    """The final backup holds the data: every row of the database (the stack is down since
+    the test before, so nothing writes; its database started here to count them) and the
+    bot databases as the newest backup (the timer's) has them, no bot changed since."""
     before = backups(host)
-    # The newest backup, taken by the timer, holds what the restore put back.
-    restored = manifest(host, before[-1])["tables"]
+    sqlite = manifest(host, before[-1])["tables"]["sqlite"]
+    assert set(SQLITE_COPIES) <= set(sqlite)
+    run_ok(host, f"{COMPOSE} up -d --wait db")
+    counts = table_counts(host)
     rc, out, _run = playbook("teardown", ops_teardown_confirm=True, ops_teardown_delete_volumes=True)
     assert rc == 0, out[-3000:]
     volumes = run_ok(host, "docker volume ls -q").split()
@@ -1081,7 +1292,7 @@ def test_teardown_deleting_the_data_leaves_a_final_backup(host: testinfra.host.H
     final = backups(host)[-1]
     assert final not in before
     assert f"final backup: {BACKUPS}/{final}" in out
-    assert manifest(host, final)["tables"] == restored
+    assert manifest(host, final)["tables"] == {"timescaledb": counts, "sqlite": sqlite}
 
 
 def test_teardown_deleting_again_changes_nothing(host: testinfra.host.Host) -> None:
