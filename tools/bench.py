@@ -3,16 +3,19 @@
 Usage: python tools/bench.py [--output FILE] [--one-host]
 
 In one run, on throwaway test bed hosts bench-a, bench-b, bench-c (network
-molecule-bench; removed at the end, also on failure or Ctrl-C):
+molecule-bench; removed at the end, also on failure or Ctrl-C), each with its own copy of
+the sample app:
   1. cold deploy of playbooks/site.yml on bench-a (no Docker yet, images side-loaded
      from .cache/images as inventories/demo does), with the build task's time;
   2. a no-op re-run on bench-a (changed=0, or the benchmark fails);
-  3. a redeploy after a one-line change to a copy of the sample app, while a poller
-     on bench-a asks the API every 100 ms;
+  3. a redeploy after a one-line change to bench-a's copy, while a poller on bench-a
+     asks the API every 100 ms;
   4. the size of the layers the Dockerfile adds over the runtime base image;
-  5. bench-b and bench-c deployed cold in one run, then a no-op on bench-a alone and
-     a no-op on all three (each changed=0).
---one-host skips step 5 (for debugging the tool; the report says it was skipped).
+  5. bench-b with the other build strategy (stack_build_strategy): a cold deploy, then
+     a one-line change to its copy;
+  6. bench-c deployed cold, then a no-op on bench-a alone and a no-op on all three (each
+     changed=0).
+--one-host skips steps 5 and 6 (for debugging the tool; the report says so).
 Every ansible-playbook output is kept in .cache/bench/<time>/.
 """
 
@@ -38,7 +41,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import bench_parse as bp
-from bench_report import Machine, Measure, Report, render
+from bench_report import Machine, Measure, Report, Strategy, render
 from testlib import REPO, ansible_playbook, recap, remove_hosts, throwaway_hosts
 
 HOSTS = ["bench-a", "bench-b", "bench-c"]
@@ -47,6 +50,11 @@ DEMO = REPO / "inventories" / "demo"
 SITE = REPO / "playbooks" / "site.yml"
 # The runtime base image of the app in the demo inventory (debian:trixie-slim's stand-in).
 RUNTIME = yaml.safe_load((DEMO / "group_vars" / "all" / "vars.yml").read_text())["stack_runtime_image"]
+STRATEGIES = ["cache-mounts", "cargo-chef"]
+DEFAULT_STRATEGY = yaml.safe_load((REPO / "roles" / "stack" / "defaults" / "main.yml").read_text())[
+    "stack_build_strategy"
+]
+OTHER_STRATEGY = next(s for s in STRATEGIES if s != DEFAULT_STRATEGY)
 VAULT_ID = f"demo@{DEMO / 'demo-vault-password.txt'}"
 API = "http://127.0.0.1:8080/api/bots"
 NEW_VERSION = "bench-2"
@@ -129,7 +137,6 @@ def controller_cpu() -> float:
 @dataclass
 class Bench:
     inventory: Path
-    app: Path
     logs: Path
     runs: list[Run] = field(default_factory=list)
 
@@ -146,7 +153,7 @@ class Bench:
             VAULT_ID,
             "--limit",
             ",".join(hosts),
-            extra_vars={"demo_root": str(REPO), "stack_source_dir": str(self.app)},
+            extra_vars={"demo_root": str(REPO)},
             env={
                 "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
                 "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all",
@@ -175,13 +182,17 @@ class Bench:
         return run
 
 
-def write_inventory(workdir: Path) -> Path:
-    """The bench hosts with the demo inventory's variables and vault."""
+def write_inventory(workdir: Path, apps: dict[str, Path]) -> Path:
+    """The bench hosts with the demo inventory's variables and vault, each with its own copy
+    of the sample app; bench-b builds with the other strategy."""
     inventory = workdir / "inventory"
     (inventory / "group_vars").mkdir(parents=True)
     (inventory / "group_vars" / "all").symlink_to(DEMO / "group_vars" / "all")
-    hosts = "\n".join(f"    {h}:\n      ansible_connection: community.docker.docker" for h in HOSTS)
-    (inventory / "hosts.yml").write_text(f"all:\n  hosts:\n{hosts}\n")
+    hosts: dict[str, dict[str, str]] = {
+        h: {"ansible_connection": "community.docker.docker", "stack_source_dir": str(apps[h])} for h in HOSTS
+    }
+    hosts["bench-b"]["stack_build_strategy"] = OTHER_STRATEGY
+    (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
     return inventory
 
 
@@ -302,33 +313,44 @@ def measure(one_host: bool, logs: Path) -> Report:
             if leftovers():
                 force_remove()
         info = machine()
-        app = workdir / "sample-app"
-        shutil.copytree(REPO / "tests" / "sample-app", app, ignore=shutil.ignore_patterns("target"))
-        inventory = write_inventory(workdir)
+        apps = {h: workdir / f"sample-app-{h}" for h in HOSTS}
+        for app in apps.values():
+            shutil.copytree(REPO / "tests" / "sample-app", app, ignore=shutil.ignore_patterns("target"))
+        inventory = write_inventory(workdir, apps)
         names = HOSTS[:1] if one_host else HOSTS
         log(f"starting {', '.join(names)} (network molecule-{SCENARIO}); logs in {logs}")
         with throwaway_hosts(names, state, scenario=SCENARIO):
-            bench = Bench(inventory, app, logs)
+            bench = Bench(inventory, logs)
             cold = bench.deploy("cold deploy", ["bench-a"])
             noop = bench.deploy("no-op", ["bench-a"], expect_no_change=True)
             info.host_docker = on_host("bench-a", "docker version --format '{{.Server.Version}}'")
             start_poller("bench-a")
-            bump_version(app)
+            bump_version(apps["bench-a"])
             redeploy = bench.deploy("one-line change", ["bench-a"])
             polls = stop_poller("bench-a")
             if polls.last_version != NEW_VERSION:
                 raise BenchError(f"after the redeploy the API reports version {polls.last_version!r}")
             image, runtime, added, base_size = app_layers("bench-a")
-            fleet, fleet_error = None, ""
+            other, fleet, fleet_error = None, None, ""
             if not one_host:
-                # Its failure still leaves the figures above worth writing down.
+                # Their failure still leaves the figures above worth writing down.
                 try:
-                    cold_two = bench.deploy("cold deploy of two more hosts", ["bench-b", "bench-c"])
+                    other_cold = bench.deploy(f"cold deploy {OTHER_STRATEGY}", ["bench-b"])
+                    bump_version(apps["bench-b"])
+                    other_change = bench.deploy(f"one-line change {OTHER_STRATEGY}", ["bench-b"])
+                    other = Strategy(
+                        OTHER_STRATEGY,
+                        Measure.of(other_cold),
+                        bp.build_seconds(other_cold.times),
+                        Measure.of(other_change),
+                        bp.build_seconds(other_change.times),
+                    )
+                    cold_third = bench.deploy("cold deploy of a third host", ["bench-c"])
                     noop_one = bench.deploy("no-op one host", ["bench-a"], expect_no_change=True)
                     noop_three = bench.deploy("no-op three hosts", HOSTS, expect_no_change=True)
-                    fleet = (cold_two, noop_one, noop_three)
+                    fleet = (cold_third, noop_one, noop_three)
                 except BenchError as error:
-                    log(f"three hosts: {error}")
+                    log(f"bench-b and bench-c: {error}")
                     fleet_error = str(error)
             log("removing the bench hosts")
         if leftovers():
@@ -350,11 +372,13 @@ def measure(one_host: bool, logs: Path) -> Report:
             runtime=runtime,
             layers=added,
             base_size=base_size,
-            cold_two=Measure.of(fleet[0]) if fleet else None,
+            cold_third=Measure.of(fleet[0]) if fleet else None,
             noop_one=Measure.of(fleet[1]) if fleet else None,
             noop_three=Measure.of(fleet[2]) if fleet else None,
             noop_three_times=fleet[2].times if fleet else [],
             fleet_error=fleet_error,
+            default_strategy=DEFAULT_STRATEGY,
+            other_strategy=other,
         )
     finally:
         if leftovers():

@@ -9,7 +9,7 @@ from testlib import REPO
 sys.path.insert(0, str(REPO / "tools"))
 
 import bench_parse as bp
-from bench_report import Machine, Measure, Report, render
+from bench_report import Machine, Measure, Report, Strategy, render
 
 
 def _report(noop: float, three: float) -> Report:
@@ -21,7 +21,7 @@ def _report(noop: float, three: float) -> Report:
         cold_times=times,
         noop=Measure(noop, 0, "2.0", "2.1", 12.5, tasks=88, skipped=49),
         noop_times=times,
-        change=Measure(60.0, 8, "2.1", "2.2", 20.0),
+        change=Measure(40.0, 8, "2.1", "2.2", 20.0),
         change_build=10.0,
         change_times=times,
         polls=bp.Downtime(100, 5, [0.5], 0.1, "sample-1", "bench-2"),
@@ -29,7 +29,7 @@ def _report(noop: float, three: float) -> Report:
         runtime="local/app-runtime:trixie",
         layers=[bp.Layer(3_200_000, "COPY /out/algo-trade /usr/local/bin/algo-trade")],
         base_size=257_000_000,
-        cold_two=Measure(600.0, 70, "2.2", "3.0", 120.0),
+        cold_third=Measure(600.0, 70, "2.2", "3.0", 120.0),
         noop_one=Measure(noop, 0, "3.0", "3.0", 12.5),
         noop_three=Measure(three, 0, "3.0", "3.1", 37.5),
         noop_three_times=times,
@@ -62,3 +62,23 @@ def test_says_whether_the_machine_was_shared() -> None:
     assert "No other container ran on the machine" in render(report)
     report.machine.others_after = 3
     assert "The machine is shared" in render(report)
+
+
+def test_compares_the_build_strategies_against_the_target() -> None:
+    report = _report(noop=14.0, three=16.0)
+    text = render(report)
+    assert (
+        "| `cache-mounts` (default) | 300 s (5 min 00 s) | 200 s (3 min 20 s) | 40.0 s | 10.0 s | 13.3% "
+        in text
+    )
+    assert "| 13.3% | <= 15% | met |" in text
+    assert "| the other strategy | not measured |" in text
+    report.other_strategy = Strategy(
+        "cargo-chef", Measure(400.0, 35, "1", "2"), 250.0, Measure(80.0, 8, "2", "2"), 8.0
+    )
+    text = render(report)
+    assert (
+        "| `cargo-chef` | 400 s (6 min 40 s) | 250 s (4 min 10 s) | 80.0 s | 8.0 s "
+        "| 20.0% | <= 15% | **missed** |" in text
+    )
+    assert "| cargo-chef: one-line change | 80.0 |" in text
