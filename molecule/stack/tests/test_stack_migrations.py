@@ -316,3 +316,16 @@ def test_a_host_deployed_before_migrations_is_taken_over_with_the_setup_as_basel
     assert cold.returncode == 0, out[-3000:]
     assert recorded(host) == scenario_list()
     wait_healthy(host, timeout=60)
+
+
+def test_the_build_host_keeps_the_locks_of_kept_releases_only(host: testinfra.host.Host) -> None:
+    """After the deploys of this scenario (more images than stack_release_keep releases),
+    the Cargo.lock files resolved per image tag are those of the images the kept releases
+    run: the prune removes the others with their images."""
+    paths = run_ok(host, f"ls -d {PROJECT}/releases/*/release.json").split()
+    kept = {json.loads(host.file(path).content_string)["image"].split(":")[-1] for path in paths}
+    locks = {Path(p).stem for p in run_ok(host, f"ls {PROJECT}/build/locks/").split()}
+    assert locks, "the sample has no Cargo.lock: its image's lock is kept"
+    assert locks <= kept, (
+        f"locks of images no kept release runs: {sorted(locks - kept)} (kept: {sorted(kept)})"
+    )
