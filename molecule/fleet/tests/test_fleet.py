@@ -222,6 +222,37 @@ def test_fixed_release_reaches_every_host(hosts: dict[str, testinfra.host.Host],
     no_locks_left(hosts)
 
 
+def build_cache_records(host: testinfra.host.Host) -> list[dict[str, str]]:
+    """BuildKit's cache records on a host (`docker buildx du --verbose`), field by field."""
+    out = host.check_output("docker buildx du --verbose")
+    records = []
+    for block in re.split(r"\n\s*\n", out):
+        fields = dict(
+            (key.strip(), value.strip())
+            for key, sep, value in (line.partition(":") for line in block.splitlines())
+            if sep
+        )
+        if "ID" in fields:
+            records.append(fields)
+    return records
+
+
+def test_the_canary_keeps_its_compiler_cache_between_builds(
+    hosts: dict[str, testinfra.host.Host], release_2: None
+) -> None:
+    """stack_build_strategy=cargo-chef on the build host: after its two builds (sample-1,
+    then sample-2), BuildKit keeps one sccache cache mount, used by both builds' cooking
+    and compiling; the hosts that only run the image built nothing."""
+    records = build_cache_records(hosts["fleet-a"])
+    sccache = [
+        r for r in records if r.get("Type") == "exec.cachemount" and "/sccache" in r.get("Description", "")
+    ]
+    assert len(sccache) == 1, records
+    assert int(sccache[0].get("Usage count", "0")) >= 2, sccache
+    for name in ("fleet-b", "fleet-c"):
+        assert not [r for r in build_cache_records(hosts[name]) if r.get("Type") == "exec.cachemount"], name
+
+
 def test_second_run_is_refused_while_the_first_holds_the_lock(hosts: dict[str, testinfra.host.Host]) -> None:
     """A run that holds fleet-a's lock (taken by the stack role's lock tasks, held until the
     test lets go: no timing involved) refuses a second deploy there, which leaves the lock
