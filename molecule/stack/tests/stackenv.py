@@ -25,9 +25,11 @@ APP, DB, PROXY = "algo-trade-app-1", "algo-trade-db-1", "algo-trade-proxy-1"
 # services that serve nothing to ask (no health check: running is what they show).
 LIVE_TUI, BACKTEST_TUI = "algo-trade-live-bot-tui-1", "algo-trade-backtest-manager-1"
 SCHEDULED, BACKTEST_DAEMON = "algo-trade-scheduled-backtest-1", "algo-trade-backtest-daemon-1"
+# Off by default; the scenario turns it on with a secret variable (CRYPTOPANIC_API_KEY).
+COLLECTOR = "algo-trade-signal-collector-1"
 TERMINALS = {LIVE_TUI: 7681, BACKTEST_TUI: 7682}
-UNASKED = (SCHEDULED, BACKTEST_DAEMON)
-APP_SERVICES = (APP, LIVE_TUI, BACKTEST_TUI, SCHEDULED, BACKTEST_DAEMON)
+UNASKED = (SCHEDULED, BACKTEST_DAEMON, COLLECTOR)
+APP_SERVICES = (APP, LIVE_TUI, BACKTEST_TUI, SCHEDULED, BACKTEST_DAEMON, COLLECTOR)
 CONTAINERS = (*APP_SERVICES, DB, PROXY)
 
 TUI_LOGIN = f"{VARS['stack_tui_user']}:{VARS['stack_tui_password']}"
@@ -40,6 +42,7 @@ SECRETS = [
     VARS["stack_tui_password"],
     BACKTEST_TERMINAL["password"],
     VARS["stack_api_password"],
+    VARS["stack_secret_environment"]["CRYPTOPANIC_API_KEY"],
 ]
 
 

@@ -14,6 +14,7 @@ from stackenv import (
     APP,
     APP_SERVICES,
     BACKTEST_DAEMON,
+    COLLECTOR,
     COMPOSE,
     LIVE_TUI,
     SCHEDULED,
@@ -55,11 +56,24 @@ def test_the_daemon_gets_the_database_url_in_its_process_only(host: testinfra.ho
 @pytest.mark.parametrize("container", [c for c in APP_SERVICES if c != APP])
 def test_other_services_hold_no_exchange_key(host: testinfra.host.Host, container: str) -> None:
     """A service gets the secret variables its secrets list names, no others: the web
-    terminals and the backtests never see the exchange keys."""
+    terminals and the backtests never see the exchange keys (nor the collector's key), and
+    only the signal collector gets the database's URL besides the daemon."""
     environment = process_environment(host, container, "ttyd" if container in TERMINALS else "algo-trade")
     assert not [name for name in environment if name.startswith("HYPERLIQUID_") and "URL" not in name]
-    assert "DATABASE_URL" not in environment
+    assert ("DATABASE_URL" in environment) == (container == COLLECTOR)
+    assert ("CRYPTOPANIC_API_KEY" in environment) == (container == COLLECTOR)
     assert environment["BOT_DATABASE_URL"].startswith("sqlite:///data/")
+
+
+def test_a_secret_variable_reaches_its_service_process_only(host: testinfra.host.Host) -> None:
+    """stack_secret_environment's CRYPTOPANIC_API_KEY, named in the signal collector's
+    secrets: in that process's environment, and in no container's configuration."""
+    key = VARS["stack_secret_environment"]["CRYPTOPANIC_API_KEY"]
+    assert process_environment(host, COLLECTOR, "algo-trade")["CRYPTOPANIC_API_KEY"] == key
+    assert "CRYPTOPANIC_API_KEY: set" in run_ok(host, f"docker logs {COLLECTOR} 2>&1")
+    for container in APP_SERVICES:
+        configured = docker_json(host, f"docker inspect -f '{{{{json .Config.Env}}}}' {container}")
+        assert not [e for e in configured if e.startswith("CRYPTOPANIC_API_KEY=")], container
 
 
 def test_each_service_runs_under_tini(host: testinfra.host.Host) -> None:
@@ -82,6 +96,7 @@ def test_the_backtest_daemon_keeps_its_own_bots(host: testinfra.host.Host) -> No
 CLEAN_EXITS = {
     APP: "Trading system daemon stopped",
     BACKTEST_DAEMON: "Backtest daemon stopped",
+    COLLECTOR: "Received SIGINT, stopping signal collection",
     SCHEDULED: None,
     LIVE_TUI: None,
 }
