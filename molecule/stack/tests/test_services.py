@@ -103,7 +103,7 @@ CLEAN_EXITS = {
 
 
 @pytest.mark.disruptive
-@pytest.mark.parametrize(("container", "line"), CLEAN_EXITS.items(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("container", "line"), CLEAN_EXITS.items(), ids=str)
 def test_each_service_stops_on_its_signal_within_its_grace_period(
     host: testinfra.host.Host, container: str, line: str | None
 ) -> None:

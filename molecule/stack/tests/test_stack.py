@@ -553,7 +553,7 @@ def test_the_build_resolved_the_lock_and_kept_it_with_the_release(host: testinfr
     """The sample commits no Cargo.lock (as upstream): the build host resolved the versions
     once for the running image's tag and keeps that lock; the staged source stays as it
     came (no lock written into it)."""
-    tag = image_of(host, APP).split(":")[-1]
+    tag = image_of(host, APP).rsplit(":", maxsplit=1)[-1]
     lock = host.file(f"{PROJECT}/build/locks/{tag}.lock")
     assert lock.exists
     assert (lock.uid, lock.mode) == (0, 0o640)
@@ -606,7 +606,7 @@ def test_source_from_git_deploys_the_checked_out_revision(host: testinfra.host.H
     assert api(host, "GET", "/api/bots").startswith("200 sample-git")
     # The repository commits its lock and query cache: --locked to its lock, no lock
     # resolved, and sqlx's offline data instead of a build database.
-    tag = image_of(host, APP).split(":")[-1]
+    tag = image_of(host, APP).rsplit(":", maxsplit=1)[-1]
     assert not host.file(f"{PROJECT}/build/locks/{tag}.lock").exists
     created = run_ok(
         host,
