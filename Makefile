@@ -34,7 +34,9 @@ demo-destroy: setup ## Remove the throwaway demo host and its data
 bench: setup ## Measure deploy times on throwaway local hosts; writes docs/benchmarks.md (not part of test)
 	python tools/bench.py
 
-test: setup lint sanity unit molecule ## Set up everything and run every check and scenario
+# The unit tests run beside the scenarios: both mostly wait (hosts, health gates, builds).
+test: setup lint sanity ## Set up everything and run every check and scenario
+	$(MAKE) --no-print-directory -j2 --output-sync=target unit molecule
 
 setup: ## Install Debian packages, start Docker, build test images, create the venv
 	tests/testbed/setup.sh all
