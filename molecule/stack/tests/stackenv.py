@@ -85,21 +85,23 @@ def api(host: testinfra.host.Host, method: str, path: str, body: dict[str, str] 
     return run_ok(host, f"docker exec {APP} python3 -c {json.dumps(script)}")
 
 
-def health(host: testinfra.host.Host) -> dict[str, str]:
+def health(host: testinfra.host.Host, containers: tuple[str, ...] = CONTAINERS) -> dict[str, str]:
     """Each container's health status, or its state for one without a health check
     ("running"), "" for a missing container."""
     state = "{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}"
-    return {c: host.run(f"docker inspect -f '{state}' {c}").stdout.strip() for c in CONTAINERS}
+    return {c: host.run(f"docker inspect -f '{state}' {c}").stdout.strip() for c in containers}
 
 
-def wait_healthy(host: testinfra.host.Host, timeout: float = 180) -> float:
-    """Wait until every container is healthy (running, for those without a health check);
-    return the seconds it took."""
+def wait_healthy(
+    host: testinfra.host.Host, timeout: float = 180, containers: tuple[str, ...] = CONTAINERS
+) -> float:
+    """Wait until every container (of the stack's, by default) is healthy (running, for
+    those without a health check); return the seconds it took."""
     start = time.monotonic()
     states: dict[str, str] = {}
     while time.monotonic() - start < timeout:
-        states = health(host)
-        if all(states[c] == ("running" if c in UNASKED else "healthy") for c in CONTAINERS):
+        states = health(host, containers)
+        if all(states[c] == ("running" if c in UNASKED else "healthy") for c in containers):
             return time.monotonic() - start
         time.sleep(1)
     logs = host.run(f"{COMPOSE} logs --tail 30").stdout

@@ -514,7 +514,8 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
     )
     assert first.returncode == 0, first.stdout[-3000:]
     assert not host.file(f"{PROJECT}/compose.yaml").is_symlink
-    wait_healthy(host, timeout=60)
+    # The collection of before runs the daemon (with its TUI), the database and the proxy.
+    wait_healthy(host, timeout=60, containers=(APP, DB, PROXY))
     api(host, "POST", "/api/bots", {"bot_id": bot, "symbol": "ETH", "strategy": "quad_ma"})
     certificate = served_certificate(host, 7681)
 

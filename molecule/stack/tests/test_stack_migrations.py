@@ -39,6 +39,7 @@ from stackenv import (
     DB,
     INVENTORY,
     PROJECT,
+    PROXY,
     STACK_HOSTS,
     VARS,
     api,
@@ -281,7 +282,8 @@ def test_a_host_deployed_before_migrations_is_taken_over_with_the_setup_as_basel
         extra_vars={"stack_source_dir": str(locked_sample(tmp_path))},
     )
     assert first.returncode == 0, first.stdout[-3000:]
-    wait_healthy(host, timeout=60)
+    # The collection of before runs the daemon (with its TUI), the database and the proxy.
+    wait_healthy(host, timeout=60, containers=(APP, DB, PROXY))
     assert psql(host, "SELECT to_regclass('algotrade_schema_history')") == ""
     assert psql(host, "SELECT to_regclass('signals')") == ""
     assert any("docker-entrypoint-initdb.d" in m for m in db_mounts(host))
