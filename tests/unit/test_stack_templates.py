@@ -438,3 +438,28 @@ def test_the_entrypoint_health_check_sends_a_hostile_health_path_as_it_is(tmp_pa
     assert not canary.exists(), "a command in the health path ran"
     # The server answered 200; the check goes on to the database, which is not here.
     assert "database not reachable" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("self_signed", [True, False])
+def test_every_secret_a_service_names_is_defined_and_the_proxy_gets_its_certificate(
+    tmp_path: Path, self_signed: bool
+) -> None:
+    """Compose mounts a secret only under a name the file defines; the proxy reads its
+    certificate and key at /run/secrets/tls_* whether the role made them on the host
+    (self-signed, not among the release's files) or the inventory gave them. Seen to fail:
+    the proxy of a self-signed host had no certificate and every cold deploy failed."""
+    tls = {} if self_signed else {"stack_tls_certificate": "CERT", "stack_tls_private_key": "KEY"}
+    rendered = compose(tmp_path, **tls)
+    defined = set(rendered["secrets"])
+    for name, service in rendered["services"].items():
+        for secret in service.get("secrets", []):
+            source = secret if isinstance(secret, str) else secret["source"]
+            assert source in defined, (name, source)
+    targets = [s["target"] for s in rendered["services"]["proxy"]["secrets"]]
+    assert {
+        "tls_certificate",
+        "tls_private_key",
+        "htpasswd_live-bot-tui",
+        "htpasswd_backtest-manager",
+    } <= set(targets)
+    assert len(targets) == len(set(targets))
