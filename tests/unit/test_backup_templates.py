@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -361,6 +362,10 @@ def test_backup_script_keeps_every_database_with_its_path_and_rows(tmp_path: Pat
     path = Path(result.stdout.splitlines()[-1])
     assert path.parent == backups
     manifest = json.loads((path / "manifest.json").read_text())
+    # Named after when it was taken, not after a database file (seen to fail: the loop
+    # over the databases overwrote the backup's name with the last file's).
+    assert re.fullmatch(r"\d{8}T\d{6}Z", path.name), path.name
+    assert manifest["name"] == path.name
     assert manifest["format"] == 2
     assert manifest["sqlite"] == {
         "/data/backtest-daemon/bots.db": "backtest-daemon__bots.db",
