@@ -5,7 +5,9 @@ environment), and each stops on its own signal within its grace period.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -23,16 +25,32 @@ from stackenv import (
     VARS,
     wait_healthy,
 )
-from testlib import docker_json, run_ok
+from testlib import run_ok
 
 testinfra_hosts = STACK_HOSTS
 
 
+def config_env(host: testinfra.host.Host, container: str) -> list[str]:
+    """The container's configured environment (`docker inspect`: what Compose gave it)."""
+    value = json.loads(run_ok(host, f"docker inspect -f '{{{{json .Config.Env}}}}' {container}"))
+    assert isinstance(value, list), value
+    return [str(entry) for entry in value]
+
+
+def program(args: str) -> str:
+    """A process's arguments from its program's name on: without the program's directory,
+    nor an interpreter that runs a script (the test bed's ttyd stand-in is Python)."""
+    words = args.split()
+    if PurePosixPath(words[0]).name.startswith("python") and len(words) > 1:
+        words = words[1:]
+    return " ".join([PurePosixPath(words[0]).name, *words[1:]])
+
+
 def process_environment(host: testinfra.host.Host, container: str, command: str) -> dict[str, str]:
-    """The environment of the container's process whose arguments start with command, read
-    from the host (as root: no other user may read it)."""
+    """The environment of the container's process whose program and arguments start with
+    command, read from the host (as root: no other user may read it)."""
     top = run_ok(host, f"docker top {container} -eo pid,args").splitlines()[1:]
-    pids = [line.split(None, 1)[0] for line in top if line.split(None, 1)[1].startswith(command)]
+    pids = [line.split(None, 1)[0] for line in top if program(line.split(None, 1)[1]).startswith(command)]
     assert len(pids) == 1, top
     environ = run_ok(host, f"cat /proc/{pids[0]}/environ").split("\0")
     return dict(entry.split("=", 1) for entry in environ if "=" in entry)
@@ -43,11 +61,12 @@ def test_the_daemon_gets_the_database_url_in_its_process_only(host: testinfra.ho
     secret file by the entrypoint; Compose's environment (docker inspect) has none of it."""
     environment = process_environment(host, APP, "algo-trade run")
     url = urlsplit(environment["DATABASE_URL"])
-    assert (url.hostname, url.port, url.path) == ("db", 5432, "/" + VARS["stack_db_name"])
+    # The role's default database (the scenario's inventory does not set it).
+    assert (url.hostname, url.port, url.path) == ("db", 5432, "/algo_trade")
     assert unquote(url.password or "") == VARS["stack_db_password"].rstrip("\r\n")
     assert environment["HYPERLIQUID_PRIVATE_KEY"] == VARS["stack_hyperliquid_private_key"]
     for container in APP_SERVICES:
-        configured = docker_json(host, f"docker inspect -f '{{{{json .Config.Env}}}}' {container}")
+        configured = config_env(host, container)
         assert not [e for e in configured if e.startswith(("DATABASE_URL=", "HYPERLIQUID_PRIVATE"))], (
             container
         )
@@ -72,7 +91,7 @@ def test_a_secret_variable_reaches_its_service_process_only(host: testinfra.host
     assert process_environment(host, COLLECTOR, "algo-trade")["CRYPTOPANIC_API_KEY"] == key
     assert "CRYPTOPANIC_API_KEY: set" in run_ok(host, f"docker logs {COLLECTOR} 2>&1")
     for container in APP_SERVICES:
-        configured = docker_json(host, f"docker inspect -f '{{{{json .Config.Env}}}}' {container}")
+        configured = config_env(host, container)
         assert not [e for e in configured if e.startswith("CRYPTOPANIC_API_KEY=")], container
 
 

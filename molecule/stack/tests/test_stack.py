@@ -86,9 +86,14 @@ def test_only_the_proxy_publishes_ports(host: testinfra.host.Host) -> None:
         "7682/tcp": [{"HostIp": address, "HostPort": "7682"}],
         "8443/tcp": [{"HostIp": address, "HostPort": "8080"}],
     }
-    # No TCP listener in the web terminals' containers: only their shared UNIX sockets.
+    # No TCP listener in the web terminals' containers: only their shared UNIX sockets (and
+    # Docker's DNS resolver on 127.0.0.11, in every container of a user-defined network).
     for container in TERMINALS:
-        assert run_ok(host, f"docker exec {container} cat /proc/net/tcp /proc/net/tcp6").count("\n") == 2
+        table = run_ok(host, f"docker exec {container} cat /proc/net/tcp /proc/net/tcp6").splitlines()
+        listeners = [
+            line for line in table if ":" in line.split()[0] and not line.split()[1].startswith("0B00007F:")
+        ]
+        assert listeners == [], (container, table)
 
 
 @pytest.mark.parametrize("container", APP_SERVICES)
@@ -181,7 +186,9 @@ def test_secrets_absent_from_the_web_terminals_environment(host: testinfra.host.
     assert len(pids) >= 4, top
     for pid in pids:
         environment = run_ok(host, f"cat /proc/{pid}/environ").replace("\0", "\n")
-        assert "HYPERLIQUID" not in environment
+        # The exchange's URLs are every service's setting; its keys are the daemon's only.
+        names = [line.split("=", 1)[0] for line in environment.splitlines()]
+        assert not [n for n in names if n.startswith("HYPERLIQUID_") and not n.endswith("_URL")], names
         assert_no_secret(environment)
 
 
@@ -199,7 +206,7 @@ def test_secrets_absent_from_the_app_images_layers(host: testinfra.host.Host) ->
 def test_hypertables_exist(host: testinfra.host.Host) -> None:
     query = "'SELECT hypertable_name FROM timescaledb_information.hypertables ORDER BY 1'"
     out = run_ok(host, COMPOSE + " exec -T db psql -U algo -d algo_trade -tAc " + query)
-    assert out.split() == ["backtest_results", "fills", "ohlcv", "trades"]
+    assert out.split() == ["backtest_results", "fills", "ohlcv", "signals", "trades"]
 
 
 def test_check_mode_on_the_deployed_host_reports_no_change(host: testinfra.host.Host) -> None:
@@ -569,8 +576,11 @@ def test_the_build_database_left_no_trace(host: testinfra.host.Host) -> None:
     assert host.run("docker inspect algo-trade-build-db").rc != 0, "the build database was removed"
     history = run_ok(host, "docker history --no-trunc " + image_of(host, APP))
     assert "postgresql://" not in history
-    assert "database_url" in history, "the build step mounted the URL as a secret, by id only"
     assert "DATABASE_URL=postgres" not in history
+    # The build stage (not in the image's history) mounted the URL as a secret, by id only.
+    dockerfile = host.file(f"{PROJECT}/build/Dockerfile").content_string
+    assert "--mount=type=secret,id=database_url,required=true" in dockerfile
+    assert "postgresql://" not in dockerfile
 
 
 @pytest.mark.disruptive
