@@ -352,7 +352,7 @@ def test_restored_rows_equal_the_manifest(host: testinfra.host.Host) -> None:
 def test_restored_hypertables_are_hypertables(host: testinfra.host.Host) -> None:
     query = "'SELECT hypertable_name FROM timescaledb_information.hypertables ORDER BY 1'"
     out = run_ok(host, f"{COMPOSE} exec -T db psql -U algo -d algo_trade -tAc {query}")
-    assert out.split() == ["backtest_results", "fills", "ohlcv", "trades"]
+    assert out.split() == ["backtest_results", "fills", "ohlcv", "signals", "trades"]
     show = "'SHOW timescaledb.restoring'"
     restoring = run_ok(host, f"{COMPOSE} exec -T db psql -U algo -d algo_trade -tAc {show}")
     assert restoring.strip() == "off", "timescaledb_post_restore() ran"
