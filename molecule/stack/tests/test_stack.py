@@ -305,14 +305,23 @@ def app_containers_running(host: testinfra.host.Host) -> Iterator[list[int]]:
     since = run_ok(host, "date +%s.%N").strip()
     yield counts
     until = run_ok(host, "date +%s.%N").strip()
+    # Each event with its container (ID and name), to tell containers apart in a failure.
     events = run_ok(
         host,
-        f"docker events --since {since} --until {until} --format '{{{{.Action}}}}' --filter type=container"
-        f" --filter {APP_SERVICE} --filter event=start --filter event=die",
-    ).split()
-    for action in events:
-        counts.append(counts[-1] + (1 if action == "start" else -1))
-    assert counts[-1] == running(), f"the events do not add up to what runs: {events}"
+        f"docker events --since {since} --until {until} --filter type=container"
+        f" --filter {APP_SERVICE} --filter event=start --filter event=die"
+        " --format '{{.Action}} {{.Actor.ID}} {{index .Actor.Attributes \"name\"}}'",
+    ).splitlines()
+    for event in events:
+        counts.append(counts[-1] + (1 if event.startswith("start ") else -1))
+    assert counts[-1] == running(), (
+        f"the events do not add up to what runs: {events}; running now: "
+        + run_ok(
+            host,
+            f"docker ps -a --no-trunc --filter {APP_SERVICE}"
+            " --format '{{.ID}} {{.Names}} {{.Status}}'",
+        )
+    )
 
 
 def image_of(host: testinfra.host.Host, container: str) -> str:
@@ -400,7 +409,8 @@ def test_a_release_whose_daemon_exits_is_put_back_whole(host: testinfra.host.Hos
     assert len(counts) >= 5, f"expected the new release to start and die, then the old one: {counts}"
     out = result.stdout + result.stderr
     assert result.returncode != 0, out[-3000:]
-    assert "[database] url is missing" in out
+    # The sample's configuration lookup (as upstream's figment) names the missing table.
+    assert "Failed to load configuration: [database]" in out
     assert_no_secret(out)
     assert_put_back(host, before, out)
     assert ids(host)[DB] == before["ids"][DB]  # type: ignore[index]
