@@ -292,35 +292,37 @@ def test_bot_survives_compose_down_up(host: testinfra.host.Host) -> None:
 APP_SERVICE = "label=com.docker.compose.service=app"
 
 
+APP_EVENTS = "/root/algotrade-app-events"  # on the host under test
+
+
 @contextmanager
 def app_containers_running(host: testinfra.host.Host) -> Iterator[list[int]]:
     """How many app containers ran after each start or death while the body ran, from the
-    engine's own record of events (read back for the body's time span, no sampling): the
-    list's max is the most at once."""
+    engine's own events (no sampling): the list's max is the most at once. The events are
+    streamed to a file while the body runs: the engine keeps only its last 256 in memory,
+    fewer than the health checks of every service make during a build and a switch."""
 
     def running() -> int:
         return len(run_ok(host, f"docker ps -q --filter {APP_SERVICE}").split())
 
     counts = [running()]
     since = run_ok(host, "date +%s.%N").strip()
-    yield counts
-    until = run_ok(host, "date +%s.%N").strip()
-    # Each event with its container (ID and name), to tell containers apart in a failure.
-    events = run_ok(
+    watcher = run_ok(
         host,
-        f"docker events --since {since} --until {until} --filter type=container"
-        f" --filter {APP_SERVICE} --filter event=start --filter event=die"
-        " --format '{{.Action}} {{.Actor.ID}} {{index .Actor.Attributes \"name\"}}'",
-    ).splitlines()
+        f"nohup docker events --since {since} --filter type=container --filter {APP_SERVICE}"
+        " --filter event=start --filter event=die --format '{{.Action}} {{.Actor.ID}}'"
+        f" > {APP_EVENTS} 2>&1 < /dev/null & echo $!",
+    ).strip()
+    try:
+        yield counts
+    finally:
+        time.sleep(2)  # the last events reach the file
+        host.run(f"kill {watcher}")
+    events = run_ok(host, f"cat {APP_EVENTS}").splitlines()
     for event in events:
         counts.append(counts[-1] + (1 if event.startswith("start ") else -1))
-    assert counts[-1] == running(), (
-        f"the events do not add up to what runs: {events}; running now: "
-        + run_ok(
-            host,
-            f"docker ps -a --no-trunc --filter {APP_SERVICE}"
-            " --format '{{.ID}} {{.Names}} {{.Status}}'",
-        )
+    assert counts[-1] == running(), f"the events do not add up to what runs: {events}; now: " + run_ok(
+        host, f"docker ps -a --no-trunc --filter {APP_SERVICE} --format '{{{{.ID}}}} {{{{.Status}}}}'"
     )
 
 
