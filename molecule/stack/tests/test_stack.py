@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -292,33 +293,43 @@ def test_bot_survives_compose_down_up(host: testinfra.host.Host) -> None:
 APP_SERVICE = "label=com.docker.compose.service=app"
 
 
-APP_EVENTS = "/root/algotrade-app-events"  # on the host under test
+EVENTS_FILE = "/root/algotrade-events"  # on the host under test
+
+
+@contextmanager
+def streamed_events(host: testinfra.host.Host, filters: str, fmt: str) -> Iterator[list[str]]:
+    """The engine's container events that match filters while the body runs, one line each
+    in fmt, filled in when the body ends. Streamed to a file as they happen: the engine
+    keeps only its last 256 events in memory, fewer than the services' health checks make
+    during a build and a switch (a read-back with --since/--until lost the first ones)."""
+    since = run_ok(host, "date +%s.%N").strip()
+    watcher = run_ok(
+        host,
+        f"nohup docker events --since {since} --filter type=container {filters}"
+        f" --format {shlex.quote(fmt)} > {EVENTS_FILE} 2>&1 < /dev/null & echo $!",
+    ).strip()
+    events: list[str] = []
+    try:
+        yield events
+    finally:
+        time.sleep(2)  # the last events reach the file
+        host.run(f"kill {watcher}")
+    events.extend(run_ok(host, f"cat {EVENTS_FILE}").splitlines())
 
 
 @contextmanager
 def app_containers_running(host: testinfra.host.Host) -> Iterator[list[int]]:
     """How many app containers ran after each start or death while the body ran, from the
-    engine's own events (no sampling): the list's max is the most at once. The events are
-    streamed to a file while the body runs: the engine keeps only its last 256 in memory,
-    fewer than the health checks of every service make during a build and a switch."""
+    engine's own events (no sampling): the list's max is the most at once."""
 
     def running() -> int:
         return len(run_ok(host, f"docker ps -q --filter {APP_SERVICE}").split())
 
     counts = [running()]
-    since = run_ok(host, "date +%s.%N").strip()
-    watcher = run_ok(
-        host,
-        f"nohup docker events --since {since} --filter type=container --filter {APP_SERVICE}"
-        " --filter event=start --filter event=die --format '{{.Action}} {{.Actor.ID}}'"
-        f" > {APP_EVENTS} 2>&1 < /dev/null & echo $!",
-    ).strip()
-    try:
+    with streamed_events(
+        host, f"--filter {APP_SERVICE} --filter event=start --filter event=die", "{{.Action}} {{.Actor.ID}}"
+    ) as events:
         yield counts
-    finally:
-        time.sleep(2)  # the last events reach the file
-        host.run(f"kill {watcher}")
-    events = run_ok(host, f"cat {APP_EVENTS}").splitlines()
     for event in events:
         counts.append(counts[-1] + (1 if event.startswith("start ") else -1))
     assert counts[-1] == running(), f"the events do not add up to what runs: {events}; now: " + run_ok(
@@ -491,15 +502,16 @@ def test_rollback_runs_a_named_older_release_whole_and_status_lists_the_releases
 FIRST_LAYOUT = "6811067"
 
 
-def engine_events(host: testinfra.host.Host, since: str, until: str) -> list[str]:
-    """The stack's container starts and destroys between two host times, as
-    `<service> <action>` lines, from the engine's own record."""
-    return run_ok(
+@contextmanager
+def engine_events(host: testinfra.host.Host) -> Iterator[list[str]]:
+    """The stack's container starts and destroys while the body runs, as `<service>
+    <action>` lines, from the engine's own events."""
+    with streamed_events(
         host,
-        f"docker events --since {since} --until {until} --filter type=container"
-        " --filter event=start --filter event=destroy"
-        " --format '{{index .Actor.Attributes \"com.docker.compose.service\"}} {{.Action}}'",
-    ).splitlines()
+        "--filter event=start --filter event=destroy",
+        '{{index .Actor.Attributes "com.docker.compose.service"}} {{.Action}}',
+    ) as events:
+        yield events
 
 
 @pytest.mark.disruptive
@@ -538,12 +550,11 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
     api(host, "POST", "/api/bots", {"bot_id": bot, "symbol": "ETH", "strategy": "quad_ma"})
     certificate = served_certificate(host, 7681)
 
-    since = now(host)
-    result = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
+    with engine_events(host) as events:
+        result = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     assert_no_secret(out)
-    events = engine_events(host, since, now(host))
     assert events.count("app start") == 1, events
     assert events.count("proxy start") <= 1, events
     assert events.count("db start") == 1, events

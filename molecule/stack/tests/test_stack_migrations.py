@@ -48,7 +48,7 @@ from stackenv import (
     locked_sample,
     wait_healthy,
 )
-from test_stack import assert_put_back, engine_events, ids, now, release_state
+from test_stack import assert_put_back, engine_events, ids, release_state
 from testlib import REPO, ansible_playbook, failed_task, recap, run_ok
 
 testinfra_hosts = STACK_HOSTS
@@ -289,8 +289,8 @@ def test_a_host_deployed_before_migrations_is_taken_over_with_the_setup_as_basel
     assert any("docker-entrypoint-initdb.d" in m for m in db_mounts(host))
     psql(host, "INSERT INTO ohlcv VALUES (now(), 'TAKEOVER', 1, 2, 0.5, 1.5, 10)")
 
-    since = now(host)
-    result, out = deploy()
+    with engine_events(host) as events:
+        result, out = deploy()
     assert result.returncode == 0, out[-3000:]
     assert (
         f"recorded {SETUP} as applied without running it (baseline: no history table, and the database holds"
@@ -300,7 +300,6 @@ def test_a_host_deployed_before_migrations_is_taken_over_with_the_setup_as_basel
     baseline = [(SETUP, None, sha256(SCRIPTS / SETUP), True), *scenario_list()[1:]]
     assert recorded(host) == baseline
     assert psql(host, "SELECT count(*) FROM ohlcv WHERE symbol = 'TAKEOVER'") == "1"
-    events = engine_events(host, since, now(host))
     assert events.count("db start") == 1, events
     assert not [m for m in db_mounts(host) if "docker-entrypoint-initdb.d" in m]
     wait_healthy(host, timeout=60)
