@@ -91,8 +91,13 @@ def test_only_the_proxy_publishes_ports(host: testinfra.host.Host) -> None:
     # Docker's DNS resolver on 127.0.0.11, in every container of a user-defined network).
     for container in TERMINALS:
         table = run_ok(host, f"docker exec {container} cat /proc/net/tcp /proc/net/tcp6").splitlines()
+        # State 0A is LISTEN; 0B00007F is 127.0.0.11. Connections the TUI makes are not listeners.
         listeners = [
-            line for line in table if ":" in line.split()[0] and not line.split()[1].startswith("0B00007F:")
+            line
+            for line in table
+            if ":" in line.split()[0]
+            and line.split()[3] == "0A"
+            and not line.split()[1].startswith("0B00007F:")
         ]
         assert listeners == [], (container, table)
 
