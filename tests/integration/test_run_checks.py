@@ -53,6 +53,43 @@ def test_a_good_inventory_passes(tmp_path: Path) -> None:
     assert code == 0, out
 
 
+# Every kind of secret the stack takes, each where an operator puts it.
+EVERY_SECRET = {
+    "stack_api_password": "api-password-5d4c3b2a1f0e",
+    "stack_hyperliquid_private_key": "0x" + "7e" * 32,
+    "stack_services_overrides": {
+        "backtest-manager": {"terminal": {"user": "analyst", "password": "own-terminal-pw-8c7b6a5d4e"}}
+    },
+    "stack_secret_environment": {"CRYPTOPANIC_API_KEY": "cryptopanic-key-3f2e1d0c9b"},
+}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(("-vvv",), id="vvv"),
+        pytest.param((), id="json-callback"),
+    ],
+)
+def test_a_passed_preflight_shows_no_secret(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """The json callback and -v show a loop's items: a loop over the web terminals once held
+    their logins (seen to fail so on 453025e: the own terminal's password in both outputs)."""
+    root = inventory(tmp_path, EVERY_SECRET)
+    env = {"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"} if not args else None
+    result = ansible_playbook(PREFLIGHT, root, *args, env=env)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    secrets = [
+        GOOD["stack_db_password"],
+        GOOD["stack_tui_password"],
+        "api-password-5d4c3b2a1f0e",
+        "7e" * 32,
+        "own-terminal-pw-8c7b6a5d4e",
+        "cryptopanic-key-3f2e1d0c9b",
+    ]
+    assert [secret for secret in secrets if secret in out] == []
+
+
 @pytest.mark.parametrize(
     ("group_vars", "extra_vars", "expected"),
     [
