@@ -255,3 +255,39 @@ def throwaway_hosts(names: list[str], workdir: Path, scenario: str = "pytest") -
         yield inventory
     finally:
         remove_hosts(names, workdir, scenario)
+
+
+_STACK_ROLE = REPO / "roles" / "stack"
+# The image role renders the build files; the stack role holds the settings.
+_TEMPLATE_DIRS = (_STACK_ROLE / "templates", REPO / "roles" / "image" / "templates")
+
+
+def render_template(template: str, tmp_path: Path, **overrides: object) -> str:
+    """A template of the stack or image role, rendered as the role renders it (its defaults and
+    the roles' vars), the overrides last; returns the file written in tmp_path."""
+    out = tmp_path / template.removesuffix(".j2")
+    extra = {"__stack_arch": "x86_64", "stack_ttyd_release_url": "https://mirror.example/ttyd", **overrides}
+    result = subprocess.run(
+        [
+            "ansible",
+            "localhost",
+            "-m",
+            "ansible.builtin.template",
+            "-a",
+            f"src={next(d / template for d in _TEMPLATE_DIRS if (d / template).exists())} dest={out}",
+            "-e",
+            f"@{_STACK_ROLE / 'defaults' / 'main.yml'}",
+            "-e",
+            f"@{_STACK_ROLE / 'vars' / 'main.yml'}",
+            "-e",
+            f"@{REPO / 'roles' / 'image' / 'vars' / 'main.yml'}",
+            "-e",
+            json.dumps(extra),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out.read_text()

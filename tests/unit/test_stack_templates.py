@@ -6,7 +6,6 @@ download, the cargo-chef strategy) and lints the rendered entrypoint.
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import threading
@@ -19,41 +18,13 @@ import yaml
 from test_postgres_url import HOSTILE, parsed
 from test_to_toml import HOSTILE_BOTS
 from testlib import REPO
+from testlib import render_template as render
 
 ROLE = REPO / "roles" / "stack"
-# The image role renders the build files; the stack role holds the settings.
-TEMPLATE_DIRS = (ROLE / "templates", REPO / "roles" / "image" / "templates")
 
 
-def render(template: str, tmp_path: Path, **overrides: object) -> str:
-    out = tmp_path / template.removesuffix(".j2")
-    extra = {"__stack_arch": "x86_64", "stack_ttyd_release_url": "https://mirror.example/ttyd", **overrides}
-    result = subprocess.run(
-        [
-            "ansible",
-            "localhost",
-            "-m",
-            "ansible.builtin.template",
-            "-a",
-            f"src={next(d / template for d in TEMPLATE_DIRS if (d / template).exists())} dest={out}",
-            "-e",
-            f"@{ROLE / 'defaults' / 'main.yml'}",
-            "-e",
-            f"@{ROLE / 'vars' / 'main.yml'}",
-            "-e",
-            json.dumps(extra),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out.read_text()
-
-
-def test_dockerfile_defaults_cache_mounts_and_checked_ttyd_release(tmp_path: Path) -> None:
-    dockerfile = render("Dockerfile.j2", tmp_path)
+def test_dockerfile_cache_mounts_and_checked_ttyd_release(tmp_path: Path) -> None:
+    dockerfile = render("Dockerfile.j2", tmp_path, stack_build_strategy="cache-mounts")
     assert "# syntax=" not in dockerfile.lower()
     assert "FROM rust:1.91.1-trixie AS builder" in dockerfile
     assert "--mount=type=cache,id=algo-trade-target,target=/src/target" in dockerfile
@@ -70,8 +41,10 @@ def test_dockerfile_defaults_cache_mounts_and_checked_ttyd_release(tmp_path: Pat
     assert 'ENTRYPOINT ["/usr/bin/tini", "--"' in dockerfile
 
 
-def test_dockerfile_cargo_chef_strategy(tmp_path: Path) -> None:
-    dockerfile = render("Dockerfile.j2", tmp_path, stack_build_strategy="cargo-chef")
+def test_dockerfile_cargo_chef_strategy_by_default(tmp_path: Path) -> None:
+    dockerfile = render("Dockerfile.j2", tmp_path)
+    assert "FROM rust:1.91.1-trixie AS chef" in dockerfile
+    assert "cargo install --locked cargo-chef@0.1.78" in dockerfile
     assert "FROM chef AS planner" in dockerfile
     assert "cargo chef prepare --recipe-path recipe.json" in dockerfile
     assert "cargo chef cook --release --locked --recipe-path recipe.json" in dockerfile
@@ -101,14 +74,18 @@ def test_dockerfile_for_a_source_without_lock_or_query_cache(tmp_path: Path, str
     assert "ENV DATABASE_URL" not in dockerfile
 
 
-def test_dockerfile_installs_the_builder_packages_only_where_missing(tmp_path: Path) -> None:
-    dockerfile = render("Dockerfile.j2", tmp_path, stack_builder_packages=["cmake", "clang; rm -rf /"])
+@pytest.mark.parametrize("strategy", ["cache-mounts", "cargo-chef"])
+def test_dockerfile_installs_the_builder_packages_only_where_missing(tmp_path: Path, strategy: str) -> None:
+    dockerfile = render(
+        "Dockerfile.j2",
+        tmp_path,
+        stack_build_strategy=strategy,
+        stack_builder_packages=["cmake", "clang; rm -rf /"],
+    )
     assert "pkgs='cmake clang; rm -rf /'; \\" in dockerfile, "one shell word, quoted"
     assert "if ! dpkg-query -W $pkgs" in dockerfile
-    assert (
-        "apt-get install"
-        not in render("Dockerfile.j2", tmp_path, stack_builder_packages=[]).split("AS runtime")[0]
-    )
+    none = render("Dockerfile.j2", tmp_path, stack_build_strategy=strategy, stack_builder_packages=[])
+    assert "pkgs=" not in none.split("AS runtime")[0]
 
 
 @pytest.mark.parametrize(
