@@ -54,7 +54,7 @@ def test_a_good_inventory_passes(tmp_path: Path) -> None:
 
 
 # Every kind of secret the stack takes, each where an operator puts it.
-EVERY_SECRET = {
+EVERY_SECRET: dict[str, object] = {
     "stack_api_password": "api-password-5d4c3b2a1f0e",
     "stack_hyperliquid_private_key": "0x" + "7e" * 32,
     "stack_services_overrides": {
