@@ -9,7 +9,7 @@ SCENARIO ?= default
 # ansible-lint reads the inventories' vaults with their committed demo and example passwords.
 LINT_VAULT_IDS := demo@inventories/demo/demo-vault-password.txt,prod@inventories/prod/example-vault-password.txt,staging@inventories/staging/example-vault-password.txt
 
-.PHONY: help demo demo-destroy bench test setup lint sanity unit molecule scenario converge verify destroy docs build clean
+.PHONY: help demo demo-destroy bench test setup checks lint sanity unit molecule scenario converge verify destroy docs build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,9 +34,12 @@ demo-destroy: setup ## Remove the throwaway demo host and its data
 bench: setup ## Measure deploy times on throwaway local hosts; writes docs/benchmarks.md (not part of test)
 	python tools/bench.py
 
-# The unit tests run beside the scenarios: both mostly wait (hosts, health gates, builds).
-test: setup lint sanity ## Set up everything and run every check and scenario
-	$(MAKE) --no-print-directory -j2 --output-sync=target unit molecule
+# The checks run beside the scenarios, one after another: the scenarios take longest,
+# and both mostly wait (hosts, health gates, builds).
+test: setup ## Set up everything and run every check and scenario
+	$(MAKE) --no-print-directory -j2 --output-sync=target checks molecule
+
+checks: lint sanity unit ## lint, sanity and unit
 
 setup: ## Install Debian packages, start Docker, build test images, create the venv
 	tests/testbed/setup.sh all
@@ -59,7 +62,7 @@ unit: ## pytest: unit tests and role tests on throwaway hosts
 	pytest tests
 
 # The longest first: tools/scenarios.sh runs three at a time.
-LONGEST_FIRST := $(foreach s,fleet stack backup,$(filter $(s),$(SCENARIOS))) $(filter-out fleet stack backup,$(SCENARIOS))
+LONGEST_FIRST := $(foreach s,stack fleet backup,$(filter $(s),$(SCENARIOS))) $(filter-out stack fleet backup,$(SCENARIOS))
 
 molecule: ## Run every Molecule scenario (create to destroy), three at a time
 	tools/scenarios.sh $(LONGEST_FIRST)
