@@ -37,7 +37,7 @@ bench: setup ## Measure deploy times on throwaway local hosts; writes docs/bench
 # The checks run beside the scenarios, one after another: the scenarios take longest,
 # and both mostly wait (hosts, health gates, builds).
 test: setup ## Set up everything and run every check and scenario
-	$(MAKE) --no-print-directory -j2 --output-sync=target checks molecule
+	$(MAKE) --no-print-directory -j2 --output-sync=target molecule checks
 
 checks: lint sanity unit ## lint, sanity and unit
 
