@@ -262,32 +262,30 @@ _STACK_ROLE = REPO / "roles" / "stack"
 _TEMPLATE_DIRS = (_STACK_ROLE / "templates", REPO / "roles" / "image" / "templates")
 
 
-def render_template(template: str, tmp_path: Path, **overrides: object) -> str:
-    """A template of the stack or image role, rendered as the role renders it (its defaults and
-    the roles' vars), the overrides last; returns the file written in tmp_path."""
-    out = tmp_path / template.removesuffix(".j2")
-    extra = {"__stack_arch": "x86_64", "stack_ttyd_release_url": "https://mirror.example/ttyd", **overrides}
+def ansible_template(src: Path, out: Path, var_files: list[Path], extra: dict[str, Any]) -> str:
+    """src rendered by ansible.builtin.template on localhost with var_files, then extra;
+    returns the file written at out."""
+    command = ["ansible", "localhost", "-m", "ansible.builtin.template", "-a", f"src={src} dest={out}"]
+    for path in var_files:
+        command += ["-e", f"@{path}"]
     result = subprocess.run(
-        [
-            "ansible",
-            "localhost",
-            "-m",
-            "ansible.builtin.template",
-            "-a",
-            f"src={next(d / template for d in _TEMPLATE_DIRS if (d / template).exists())} dest={out}",
-            "-e",
-            f"@{_STACK_ROLE / 'defaults' / 'main.yml'}",
-            "-e",
-            f"@{_STACK_ROLE / 'vars' / 'main.yml'}",
-            "-e",
-            f"@{REPO / 'roles' / 'image' / 'vars' / 'main.yml'}",
-            "-e",
-            json.dumps(extra),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
+        [*command, "-e", json.dumps(extra)], capture_output=True, text=True, check=False, cwd=REPO
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return out.read_text()
+
+
+def render_template(template: str, tmp_path: Path, **overrides: object) -> str:
+    """A template of the stack or image role, rendered as the role renders it (its defaults and
+    the roles' vars), the overrides last; returns the file written in tmp_path."""
+    extra = {"__stack_arch": "x86_64", "stack_ttyd_release_url": "https://mirror.example/ttyd", **overrides}
+    return ansible_template(
+        next(d / template for d in _TEMPLATE_DIRS if (d / template).exists()),
+        tmp_path / template.removesuffix(".j2"),
+        [
+            _STACK_ROLE / "defaults" / "main.yml",
+            _STACK_ROLE / "vars" / "main.yml",
+            REPO / "roles" / "image" / "vars" / "main.yml",
+        ],
+        extra,
+    )

@@ -12,37 +12,20 @@ import time
 from pathlib import Path
 
 import pytest
-from testlib import REPO, collection_plugin
+from testlib import REPO, ansible_template, collection_plugin
 
 ROLE = REPO / "roles" / "backup"
 backup_sqlite = collection_plugin("filter", "backup_sqlite")
 
 
 def render(template: str, tmp_path: Path, **overrides: object) -> str:
-    out = tmp_path / template.removesuffix(".j2")
     extra = {"__backup_tools_image": "algo-trade/backup-tools:0123456789abcdef", **overrides}
-    result = subprocess.run(
-        [
-            "ansible",
-            "localhost",
-            "-m",
-            "ansible.builtin.template",
-            "-a",
-            f"src={ROLE / 'templates' / template} dest={out}",
-            "-e",
-            f"@{ROLE / 'defaults' / 'main.yml'}",
-            "-e",
-            f"@{ROLE / 'vars' / 'main.yml'}",
-            "-e",
-            json.dumps(extra),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
+    return ansible_template(
+        ROLE / "templates" / template,
+        tmp_path / template.removesuffix(".j2"),
+        [ROLE / "defaults" / "main.yml", ROLE / "vars" / "main.yml"],
+        extra,
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out.read_text()
 
 
 @pytest.mark.parametrize("template", ["backup.sh.j2", "sqlite-tool.sh.j2"])
