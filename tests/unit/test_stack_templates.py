@@ -440,3 +440,18 @@ def test_every_secret_a_service_names_is_defined_and_the_proxy_gets_its_certific
         "htpasswd_backtest-manager",
     } <= set(targets)
     assert len(targets) == len(set(targets))
+
+
+@pytest.mark.parametrize("engine_has_it", [True, False])
+def test_health_checks_run_every_second_until_first_healthy_where_the_engine_can(
+    tmp_path: Path, engine_has_it: bool
+) -> None:
+    """Engines from 25 take start_interval (Compose refuses it on older ones): every health
+    check then runs each second until its container is first healthy, not every 5-10 s."""
+    services = compose(tmp_path, __release_start_interval=engine_has_it)["services"]
+    checked = {name: s["healthcheck"] for name, s in services.items() if "healthcheck" in s}
+    assert {"db", "app", "live-bot-tui", "backtest-manager", "proxy"} <= set(checked)
+    for name, check in checked.items():
+        assert ("start_interval" in check) is engine_has_it, name
+        if engine_has_it:
+            assert check["start_interval"] == "1s", name

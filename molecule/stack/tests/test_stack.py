@@ -56,6 +56,15 @@ def test_every_service_healthy(host: testinfra.host.Host) -> None:
     wait_healthy(host, timeout=10)
 
 
+def test_health_checks_run_every_second_until_first_healthy(host: testinfra.host.Host) -> None:
+    """The host's engine (26) takes start_interval: a release passes its gate in seconds,
+    not after the 10 s interval of each check in a chain (terminals, then the proxy)."""
+    checked = [APP, LIVE_TUI, BACKTEST_TUI, DB, PROXY]
+    for container in checked:
+        check = docker_json(host, f"docker inspect -f '{{{{json .Config.Healthcheck}}}}' {container}")
+        assert check.get("StartInterval") == 1_000_000_000, (container, check)
+
+
 def test_app_image_built_on_the_host_and_tagged_with_its_input_digest(host: testinfra.host.Host) -> None:
     image = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
     repository, tag = image.split(":")
