@@ -16,7 +16,7 @@ description:
     M(ansible.builtin.uri) call per request.
   - Only the status is read; a response's body is never read or returned.
 version_added: 0.1.0
-author: algotrade.deploy maintainers
+author: algotrade.deploy maintainers (@algotrade)
 options:
   checks:
     description: The requests, each with the status it must answer with.
@@ -68,6 +68,7 @@ attributes:
     description: Only asks; check mode asks too.
   diff_mode:
     support: none
+    description: It changes nothing to show.
 """
 
 EXAMPLES = r"""
