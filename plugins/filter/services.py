@@ -8,6 +8,7 @@ algotrade.deploy.service_problems(...)`` names each broken rule with the setting
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -260,6 +261,40 @@ def terminal_login_files(
     return files
 
 
+def terminal_checks(terminals: Mapping[str, Mapping[str, Any]], url: str) -> list[dict[str, Any]]:
+    """The health gate's checks of each web terminal through the proxy, for
+    algotrade.deploy.http_checks: refused without its login (401), answered with it (200),
+    and its page's WebSocket accepted with it (101: the browser's request, with the Origin
+    the proxy and ttyd check and ttyd's subprotocol)."""
+    from ansible_collections.algotrade.deploy.plugins.filter.secret_text import secret_text
+
+    checks = []
+    for name, service in terminals.items():
+        terminal = service["terminal"]
+        origin = f"{url}:{terminal['port']}"
+        login = {"user": terminal["user"], "password": secret_text(terminal.get("password", ""))}
+        checks += [
+            {"name": f"web terminal {name} without its login", "url": f"{origin}/", "status": 401},
+            {"name": f"web terminal {name} with its login", "url": f"{origin}/", "status": 200, **login},
+            {
+                "name": f"web terminal {name}'s WebSocket with its login",
+                "url": f"{origin}/ws",
+                "status": 101,
+                **login,
+                "headers": {
+                    "Origin": origin,
+                    "Connection": "Upgrade",
+                    "Upgrade": "websocket",
+                    "Sec-WebSocket-Version": "13",
+                    # Any 16 bytes in base64: ttyd only checks there is one.
+                    "Sec-WebSocket-Key": base64.b64encode(b"algotrade-health").decode(),
+                    "Sec-WebSocket-Protocol": "tty",
+                },
+            },
+        ]
+    return checks
+
+
 class FilterModule:
     """Ansible's entry point for filter plugins."""
 
@@ -270,4 +305,5 @@ class FilterModule:
             "service_problems": service_problems,
             "service_release_files": release_files,
             "terminal_login_files": terminal_login_files,
+            "terminal_checks": terminal_checks,
         }

@@ -201,6 +201,7 @@ def compose_text(tmp_path: Path, **overrides: object) -> str:
         "__release_input_digests": {name: DIGESTS[name] for name in SERVICES},
         "__release_input_dirs": {name: f"/opt/algo-trade/inputs/{name}-{DIGESTS[name]}" for name in SERVICES},
         "__release_services": list(SERVICES),
+        "__release_files": "{{ __stack_release_files }}",
         "__release_migrations": [
             {
                 "file": "setup_timescale.sql",
