@@ -3,7 +3,7 @@
 The roles hand work to each other through include_role/import_role with tasks_from;
 each such entry point is in the called role's meta/argument_specs.yml (with its inputs),
 and each declared entry point has its task file. Seen to fail with the stack role's
-`health` entry removed from its spec, and with a call to an undeclared `render_all`.
+`switch` entry removed from its spec, and with a call to an undeclared `render_all`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def declared(role: str) -> dict[str, Any]:
 
 def test_calls_found() -> None:
     """Guards the test below against running on nothing."""
-    assert ("roles/ops/tasks/rollback.yml", "stack", "activate") in calls()
+    assert ("roles/ops/tasks/rollback.yml", "stack", "switch") in calls()
     assert ("playbooks/stack.yml", "image", "build") in calls()
 
 

@@ -24,7 +24,7 @@ PLAYBOOK = """\
     - name: Give the play the stack's settings (none of its tasks run)
       ansible.builtin.import_role:
         name: algotrade.deploy.stack
-        tasks_from: health
+        tasks_from: switch
       when: false
 
     - name: Stage
