@@ -73,3 +73,10 @@ ROLES = sorted(p.parent.parent.name for p in REPO.glob("roles/*/meta/argument_sp
 def test_every_declared_entry_point_has_its_task_file(role: str) -> None:
     missing = [e for e in declared(role) if not (REPO / "roles" / role / "tasks" / f"{e}.yml").exists()]
     assert missing == []
+
+
+@pytest.mark.parametrize("role", sorted(p.name for p in (REPO / "roles").iterdir()))
+def test_each_role_is_small(role: str) -> None:
+    """A role a newcomer can read: at most eight task files (a ninth means a new role or a merge)."""
+    files = sorted(p.name for p in (REPO / "roles" / role / "tasks").glob("*.yml"))
+    assert len(files) <= 8, files
