@@ -1,9 +1,9 @@
 """A fleet of three rolled out by the site playbook: build once, plan, canary, stop on a failure, lock.
 
 The tests run in file order and each leaves every host healthy: v1 everywhere (converge),
-check mode, a faulty v2 stopped at the canary, the fixed v2 everywhere, the lock, then
-which hosts enter the batches: only those that change, none when a host fails its plan,
-and no later batch after a host of a batch of two fails.
+check mode, each deploy tag in check mode, a faulty v2 stopped at the canary, the fixed
+v2 everywhere, the lock, then which hosts enter the batches: only those that change, none
+when a host fails its plan, and no later batch after a host of a batch of two fails.
 """
 
 from __future__ import annotations
@@ -156,6 +156,39 @@ def test_check_mode_changes_nothing(hosts: dict[str, testinfra.host.Host]) -> No
         assert secret not in out
     assert fleet(hosts) == before
     no_locks_left(hosts)
+
+
+# The deploy's tags of docs/operations.md ("Tags"; tests/unit/test_tags.py checks what each lists).
+DEPLOY_TAGS = [
+    "docker",
+    "docker_install",
+    "docker_configure",
+    "docker_service",
+    "docker_users",
+    "stack",
+    "stack_build",
+]
+
+
+@pytest.mark.parametrize("tag", DEPLOY_TAGS)
+def test_each_tag_runs_alone_in_check_mode(hosts: dict[str, testinfra.host.Host], tag: str) -> None:
+    """A tag's step runs with what it needs (a step without its preflight failed on its variables)."""
+    before = fleet(hosts)
+    result = ansible_playbook(SITE, INVENTORY, "--check", "--tags", tag)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    assert {name: recap(result, name)["changed"] for name in HOSTS} == dict.fromkeys(HOSTS, 0)
+    assert fleet(hosts) == before
+    no_locks_left(hosts)
+
+
+def test_a_tag_of_the_docker_role_runs_for_real(hosts: dict[str, testinfra.host.Host]) -> None:
+    """--tags docker_configure on the deployed fleet: its checks and daemon.json, nothing changed."""
+    before = fleet(hosts)
+    result = ansible_playbook(SITE, INVENTORY, "--tags", "docker_configure")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    assert {name: recap(result, name)["changed"] for name in HOSTS} == dict.fromkeys(HOSTS, 0)
+    assert "TASK [algotrade.deploy.docker : configure | Write daemon.json]" in result.stdout
+    assert fleet(hosts) == before
 
 
 @pytest.fixture(scope="module")
