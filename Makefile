@@ -52,7 +52,7 @@ lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, changelog 
 	mypy tests tools plugins
 	for d in molecule/*/tests; do mypy "$$d"; done  # one conftest.py per directory
 	shellcheck tests/testbed/setup.sh tools/sanity.sh .ci/run tests/testbed/images/timescaledb/docker-entrypoint.sh \
-	  tools/vault-pass-client.sh molecule/backup/writer.sh tools/scenarios.sh
+	  scripts/vault-pass-client.sh molecule/backup/writer.sh tools/scenarios.sh
 	antsibull-changelog lint
 
 sanity: ## ansible-test sanity on a copy of the collection

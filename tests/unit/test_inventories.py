@@ -12,7 +12,7 @@ import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 from testlib import REPO, collection_plugin
 
-CLIENT = REPO / "tools" / "vault-pass-client.sh"
+CLIENT = REPO / "scripts" / "vault-pass-client.sh"
 EXAMPLES = ["prod", "staging"]
 
 
