@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,72 @@ def test_a_tag_of_the_docker_role_runs_for_real(hosts: dict[str, testinfra.host.
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     assert {name: recap(result, name)["changed"] for name in HOSTS} == dict.fromkeys(HOSTS, 0)
     assert "TASK [algotrade.deploy.docker : configure | Write daemon.json]" in result.stdout
+    assert fleet(hosts) == before
+
+
+def test_the_installed_collection_runs_the_site_playbook(
+    hosts: dict[str, testinfra.host.Host], tmp_path: Path
+) -> None:
+    """As users install it (README, "Deploy"): the built tarball installed into a clean path and
+    `algotrade.deploy.site` run from there, outside the clone, with a vaulted setting read
+    through the installed vault client and the run summary of the installed callback."""
+    subprocess.run(
+        ["ansible-galaxy", "collection", "build", "--output-path", str(tmp_path), str(REPO)], check=True
+    )
+    (tarball,) = tmp_path.glob("algotrade-deploy-*.tar.gz")
+    installed = tmp_path / "collections"
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+    subprocess.run(
+        ["ansible-galaxy", "collection", "install", "--no-deps", "-p", str(installed), str(tarball)],
+        check=True,
+        env=clean,
+        cwd=tmp_path,
+    )
+    collection = installed / "ansible_collections" / "algotrade" / "deploy"
+    vault_dir = tmp_path / "vault"
+    vault_dir.mkdir(mode=0o700)
+    (vault_dir / "prod").write_text("installed-collection-vault-pw-5e2d\n")
+    (vault_dir / "prod").chmod(0o600)
+    env = {
+        **clean,
+        "ANSIBLE_COLLECTIONS_PATH": str(installed),
+        "ANSIBLE_CALLBACKS_ENABLED": "algotrade.deploy.rollout_summary",
+        "ANSIBLE_VAULT_IDENTITY_LIST": f"prod@{collection}/scripts/vault-pass-client.sh",
+        "ALGOTRADE_VAULT_PASSWORD_DIR": str(vault_dir),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    vaulted = subprocess.run(
+        [
+            "ansible-vault",
+            "encrypt_string",
+            "--encrypt-vault-id",
+            "prod",
+            "--stdin-name",
+            "stack_db_password",
+        ],
+        input=VARS["stack_db_password"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=tmp_path,
+    ).stdout
+    (tmp_path / "vaulted.yml").write_text(vaulted)
+    before = fleet(hosts)
+    result = subprocess.run(
+        ["ansible-playbook", "-i", INVENTORY, "algotrade.deploy.site", "-e", "@vaulted.yml"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=tmp_path,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-5000:]
+    assert {name: recap(result, name)["changed"] for name in HOSTS} == dict.fromkeys(HOSTS, 0)
+    assert all("no change" in line for line in summary(out).values()), summary(out)
+    for secret in SECRETS:
+        assert secret not in out
     assert fleet(hosts) == before
 
 
