@@ -240,6 +240,12 @@ def release_files(
     }
 
 
+# crypt's own default: nginx checks a login in its event loop, and at passlib's 656000 rounds
+# a few wrong logins a second stalled every terminal and the API. A login's strength is its
+# password's length (16 characters at least, the checks role's settings rules).
+LOGIN_HASH_ROUNDS = 5000
+
+
 def terminal_login_files(
     terminals: Mapping[str, Mapping[str, Any]], salt_key: str, uid: object
 ) -> list[dict[str, Any]]:
@@ -254,7 +260,9 @@ def terminal_login_files(
         terminal = service["terminal"]
         # A salt, not a secret: sha1 only spreads the names over 16 characters.
         salt = hashlib.sha1(f"{salt_key}{name}".encode(), usedforsecurity=False).hexdigest()[:16]
-        crypt = get_encrypted_password(secret_text(terminal.get("password", "")), "sha512", salt=salt)
+        crypt = get_encrypted_password(
+            secret_text(terminal.get("password", "")), "sha512", salt=salt, rounds=LOGIN_HASH_ROUNDS
+        )
         files.append(
             {"name": f"htpasswd_{name}", "content": f"{terminal['user']}:{crypt}", "uid": uid, "mode": "0400"}
         )

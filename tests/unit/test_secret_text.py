@@ -152,3 +152,19 @@ def test_the_role_writes_and_hashes_secrets_without_their_newline() -> None:
     assert tui_user == "trader"
     assert sha512_crypt.verify("tui/+=@:%#?&-password", tui_hash)
     assert sha512_crypt.verify("api/+=@:%#?&-password", values["api"].split(":", 1)[1])
+
+
+def test_login_hashes_are_quick_for_the_proxy_to_check() -> None:
+    """The web terminal's and the API's login hashes have crypt's default 5000 rounds: nginx
+    checks them in its event loop, and at passlib's 656000 about three wrong logins a second
+    stalled every terminal and the API. Seen to fail before (656000 rounds)."""
+    values = role_values(
+        "{'tui': (__stack_release_files.proxy | items2dict('name', 'content'))['htpasswd_live-bot-tui'],"
+        " 'api': __stack_api_htpasswd}",
+        stack_tui_password="tui-login-password-for-rounds",  # noqa: S106
+        stack_api_password="api-login-password-for-rounds",  # noqa: S106
+    )
+    for name in ("tui", "api"):
+        login_hash = values[name].split(":", 1)[1]
+        assert sha512_crypt.from_string(login_hash).rounds == 5000, (name, login_hash)
+        assert sha512_crypt.verify(f"{name}-login-password-for-rounds", login_hash)
