@@ -205,6 +205,13 @@ BROKEN_RULES = [
     ("stack_db_user", "algo user", "stack_db_user: must be a PostgreSQL name without quoting"),
     ("stack_app_memory_limit", "0", "stack_app_memory_limit: must be a size like 512m or 1g (0 would stop"),
     ("stack_app_pids_limit", -1, "stack_app_pids_limit: must be at least 16 processes"),
+    ("stack_app_cpus", "0", "stack_app_cpus: must be a number of CPUs like 0.5 or 2, from 0.01"),
+    ("stack_db_memory_limit", "2 GB", "stack_db_memory_limit: must be a size like 2g or 1536m"),
+    ("stack_db_pids_limit", 8, "stack_db_pids_limit: must be at least 16 processes (PostgreSQL"),
+    ("stack_db_cpus", 0.001, "stack_db_cpus: must be a number of CPUs like 0.5 or 2, from 0.01"),
+    ("stack_proxy_memory_limit", "0", "stack_proxy_memory_limit: must be a size like 64m"),
+    ("stack_proxy_pids_limit", 0, "stack_proxy_pids_limit: must be at least 16 processes (nginx"),
+    ("stack_proxy_cpus", -1, "stack_proxy_cpus: must be a number of CPUs like 0.5 or 2"),
     ("stack_bots", BROKEN_BOTS, "stack_bots: names eth-grid more than once"),
     # The same bots (one run has one stack_bots): values TOML has no form for, by their path.
     ("stack_bots", BROKEN_BOTS, "stack_bots: holds what the app's Config.toml (TOML) cannot hold: "),
@@ -304,6 +311,11 @@ def test_stack_preflight_takes_good_values_of_the_same_settings(tmp_path: Path) 
         "stack_db_user": "algo",
         "stack_app_memory_limit": "1536m",
         "stack_app_pids_limit": 16,
+        "stack_app_cpus": 0.25,
+        "stack_db_memory_limit": "1536m",
+        "stack_db_pids_limit": 16,
+        "stack_db_cpus": "1.5",
+        "stack_proxy_cpus": 1,
         # Every key and string TOML can write, however hostile for a template.
         "stack_bots": [
             {"name": "eth-grid"},

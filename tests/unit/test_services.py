@@ -198,7 +198,11 @@ def test_compose_carries_no_secret_only_secret_files(tmp_path: Path) -> None:
         services["backtest-daemon"]["environment"]["BOT_DATABASE_URL"]
         == "sqlite:///data/backtest-daemon/bots.db"
     )
-    # No health check: `compose up --wait` refuses a disabled one, takes running without.
-    assert "healthcheck" not in services["scheduled-backtest"]
+    # Its own check, not the image's (the API's): `compose up --wait` refuses a disabled one.
+    assert services["scheduled-backtest"]["healthcheck"]["test"] == [
+        "CMD",
+        "/usr/local/bin/entrypoint.sh",
+        "healthcheck-process",
+    ]
     assert "volumes" not in services["scheduled-backtest"]
     assert services["app"]["volumes"] == ["app-data:/data"]

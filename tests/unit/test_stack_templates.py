@@ -6,9 +6,13 @@ download, the cargo-chef strategy) and lints the rendered entrypoint.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import socket
 import subprocess
 import threading
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,11 @@ def test_dockerfile_cache_mounts_and_checked_ttyd_release(tmp_path: Path) -> Non
     ) in dockerfile
     assert "USER 10001:10001" in dockerfile
     assert "STOPSIGNAL SIGTERM" in dockerfile
-    assert "HEALTHCHECK" not in dockerfile, "each service of the compose file has its own"
+    # The daemon's check, as the compose file's (which overrides it per service).
+    assert (
+        "HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \\\n"
+        '  CMD ["/usr/local/bin/entrypoint.sh", "healthcheck-api"]'
+    ) in dockerfile
     assert 'CMD ["run-app", "run"]' in dockerfile
     assert 'ENTRYPOINT ["/usr/bin/tini", "--"' in dockerfile
 
@@ -451,8 +459,89 @@ def test_health_checks_run_every_second_until_first_healthy_where_the_engine_can
     check then runs each second until its container is first healthy, not every 5-10 s."""
     services = compose(tmp_path, __release_start_interval=engine_has_it)["services"]
     checked = {name: s["healthcheck"] for name, s in services.items() if "healthcheck" in s}
-    assert {"db", "app", "live-bot-tui", "backtest-manager", "proxy"} <= set(checked)
+    # Every service has a check of its own: the image's (the API's) would fail the others,
+    # and `compose up --wait` refuses a disabled one.
+    assert set(checked) == set(services)
+    assert checked["scheduled-backtest"]["test"][1:] == [
+        "/usr/local/bin/entrypoint.sh",
+        "healthcheck-process",
+    ]
     for name, check in checked.items():
         assert ("start_interval" in check) is engine_has_it, name
         if engine_has_it:
             assert check["start_interval"] == "1s", name
+
+
+def test_compose_limits_every_container_from_the_settings(tmp_path: Path) -> None:
+    """CIS 5.10-5.12, 5.28: memory, processes and CPUs of every container, from the settings.
+    Seen to fail against the template of before (the database unlimited, no CPU limit at all)."""
+    services = compose(tmp_path)["services"]
+    limits = {name: (s.get("mem_limit"), s.get("pids_limit"), s.get("cpus")) for name, s in services.items()}
+    assert limits == {
+        **dict.fromkeys(set(services) - {"db", "proxy"}, ("1g", 256, 1.0)),
+        "db": ("2g", 512, 1.0),
+        "proxy": ("64m", 64, 0.5),
+    }
+    settings = {
+        "stack_app_memory_limit": "768m",
+        "stack_app_pids_limit": 100,
+        "stack_app_cpus": "1.5",
+        "stack_db_memory_limit": "3g",
+        "stack_db_pids_limit": 300,
+        "stack_db_cpus": 2,
+        "stack_proxy_memory_limit": "32m",
+        "stack_proxy_pids_limit": 32,
+        "stack_proxy_cpus": "0.25",
+    }
+    services = compose(tmp_path, **settings)["services"]
+    limits = {name: (s.get("mem_limit"), s.get("pids_limit"), s.get("cpus")) for name, s in services.items()}
+    assert limits == {
+        **dict.fromkeys(set(services) - {"db", "proxy"}, ("768m", 100, 1.5)),
+        "db": ("3g", 300, 2.0),
+        "proxy": ("32m", 32, 0.25),
+    }
+
+
+def test_compose_database_has_a_read_only_root_with_tmpfs_for_what_it_writes(tmp_path: Path) -> None:
+    """Outside its volume the database writes only its socket and lock file and the temporary
+    files of its entrypoint and timescaledb-tune: a read-only root, tmpfs for those."""
+    db = compose(tmp_path)["services"]["db"]
+    assert db["read_only"] is True
+    assert db["tmpfs"] == ["/var/run/postgresql:size=1m", "/tmp:size=64m,mode=1777"]  # noqa: S108
+    assert db["volumes"] == ["db-data:/var/lib/postgresql/data"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for a PID namespace")
+def test_the_process_health_check_asks_the_child_of_pid_1(tmp_path: Path) -> None:
+    """healthcheck-process, run beside a service as the engine runs it (not a child of the
+    container's PID 1): healthy while PID 1's child runs, unhealthy once it is stopped."""
+    script = tmp_path / "entrypoint.sh"
+    script.write_text(render("entrypoint.sh.j2", tmp_path))
+    # A PID namespace whose PID 1 (as tini) runs one child (as the service).
+    unshare = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c", "sleep 60 & wait"]
+    )
+    try:
+        for _ in range(50):
+            children = Path(f"/proc/{unshare.pid}/task/{unshare.pid}/children").read_text().split()
+            init = children[0] if children else ""
+            service = Path(f"/proc/{init}/task/{init}/children").read_text().split() if init else []
+            if service:
+                break
+            time.sleep(0.1)
+        assert service, "no service process in the namespace"
+
+        def check() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["nsenter", "-t", init, "-p", "-m", "bash", str(script), "healthcheck-process"],
+                capture_output=True, text=True, check=False, timeout=30,
+            )  # fmt: skip
+
+        assert check().returncode == 0, check().stdout + check().stderr
+        os.kill(int(service[0]), signal.SIGSTOP)
+        stopped = check()
+        assert stopped.returncode == 1
+        assert "is in state T" in stopped.stdout
+    finally:
+        unshare.kill()
+        unshare.wait()

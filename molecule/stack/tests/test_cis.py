@@ -1,13 +1,12 @@
 """The Docker CIS benchmark items that apply to a deployed host (docker-bench-security).
 
-Exceptions, each explicit below and in the README's security model:
-- db: starts as root (the image's entrypoint drops to postgres after fixing the data
-  directory's ownership) and keeps its default capabilities and a writable root
-  filesystem (PostgreSQL writes its run directory and socket there).
+Exceptions, each explicit below and in the security model (docs/security.md):
+- db: starts as root (the image's entrypoint fixes the data directory's ownership, then
+  drops to postgres) and keeps its default capabilities for that.
 - proxy: its master process starts as root to bind and read the TLS key, then switches
   to the nginx user; it keeps CHOWN, SETUID and SETGID for that.
-- scheduled-backtest, backtest-daemon: no health check (5.27): they serve nothing to ask,
-  and their container runs exactly as long as their process (tini exits with it).
+Every container has memory, process and CPU limits, a read-only root and a health check;
+the default bridge allows no traffic between containers; the app image has a HEALTHCHECK.
 """
 
 from __future__ import annotations
@@ -17,15 +16,21 @@ from typing import Any
 
 import pytest
 import testinfra.host
-from stackenv import APP_SERVICES, CONTAINERS, DB, PROXY, STACK_HOSTS, UNASKED, primary_address
+from stackenv import APP, APP_SERVICES, CONTAINERS, DB, PROXY, STACK_HOSTS, primary_address
 from testlib import docker_json, run_ok
 
 testinfra_hosts = STACK_HOSTS
 
 ROOT_START = {DB, PROXY}  # start as root, drop privileges themselves
 KEEP_CAPS = {DB: None, PROXY: ["CHOWN", "SETGID", "SETUID"]}
-WRITABLE_ROOT = {DB}
-LIMITS = {**dict.fromkeys(APP_SERVICES, (256, 1024**3)), DB: None, PROXY: (64, 64 * 1024**2)}
+WRITABLE_ROOT: set[str] = set()
+# (processes, memory bytes, CPUs in units of 10^-9): the defaults of stack_*_pids_limit,
+# stack_*_memory_limit and stack_*_cpus.
+LIMITS = {
+    **dict.fromkeys(APP_SERVICES, (256, 1024**3, 10**9)),
+    DB: (512, 2 * 1024**3, 10**9),
+    PROXY: (64, 64 * 1024**2, 5 * 10**8),
+}
 
 
 def inspect(host: testinfra.host.Host, container: str) -> dict[str, Any]:
@@ -44,6 +49,21 @@ def test_2_daemon_json_settings_in_effect(host: testinfra.host.Host) -> None:
     assert info["LiveRestoreEnabled"] is True
     assert info["LoggingDriver"] == "json-file"
     assert host.process.filter(comm="docker-proxy") == []
+
+
+def test_2_1_no_traffic_between_containers_on_the_default_bridge(host: testinfra.host.Host) -> None:
+    """2.1 (icc): set in daemon.json and in effect on the default bridge (the stack's
+    containers talk over their own Compose networks)."""
+    assert json.loads(host.file("/etc/docker/daemon.json").content_string)["icc"] is False
+    bridge = docker_json(host, "docker network inspect --format '{{json .Options}}' bridge")
+    assert bridge["com.docker.network.bridge.enable_icc"] == "false", bridge
+
+
+def test_4_6_app_image_has_a_health_check(host: testinfra.host.Host) -> None:
+    """4.6: the image the collection builds checks the daemon as the compose file does."""
+    image = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
+    check = docker_json(host, f"docker image inspect -f '{{{{json .Config.Healthcheck}}}}' {image}")
+    assert check["Test"] == ["CMD", "/usr/local/bin/entrypoint.sh", "healthcheck-api"], check
 
 
 @pytest.mark.parametrize(("path", "mode"), [("/etc/docker/daemon.json", 0o644), ("/run/docker.sock", 0o660)])
@@ -112,20 +132,17 @@ class TestContainerRuntime:
     def test_read_only_root_where_possible(self, host: testinfra.host.Host, container: str) -> None:
         assert inspect(host, container)["HostConfig"]["ReadonlyRootfs"] is (container not in WRITABLE_ROOT)
 
-    def test_pids_and_memory_limits(self, host: testinfra.host.Host, container: str) -> None:
+    def test_pids_memory_and_cpu_limits(self, host: testinfra.host.Host, container: str) -> None:
+        """5.10, 5.11/5.12, 5.28: the settings' defaults, CPUs as NanoCpus (Compose's cpus)
+        or as a CFS quota per period."""
         config = inspect(host, container)["HostConfig"]
-        # The database: sized by the operator's host, no limit set (README).
-        expected = LIMITS[container] or (None, 0)
-        assert (config["PidsLimit"] or None, config["Memory"]) == expected
+        quota = config["CpuQuota"] * 10**9 // config["CpuPeriod"] if config["CpuPeriod"] else 0
+        cpus = config["NanoCpus"] or quota
+        assert (config["PidsLimit"], config["Memory"], cpus) == LIMITS[container]
 
     def test_health_check_defined_and_healthy(self, host: testinfra.host.Host, container: str) -> None:
+        """5.27: every container, those that serve nothing to ask included (their process runs)."""
         state = inspect(host, container)
-        if container in UNASKED:
-            # A documented exception: it serves nothing to ask (no check in the image or
-            # the compose file; `compose up --wait` takes running for it).
-            assert not state["Config"].get("Healthcheck"), state["Config"].get("Healthcheck")
-            assert state["State"]["Status"] == "running"
-            return
         assert state["Config"]["Healthcheck"]["Test"][0] in ("CMD", "CMD-SHELL")
         assert state["State"]["Health"]["Status"] == "healthy"
 
