@@ -20,6 +20,9 @@ import testinfra.host
 import testinfra.utils.ansible_runner
 
 BUSYBOX_IMAGE = "local/busybox:test"
+# The names of the integration tests' hosts start with it. Runs side by side on one Docker
+# engine keep apart with prefixes of their own (it also names their network, dashes cut).
+HOST_PREFIX = os.environ.get("TESTBED_HOST_PREFIX", "pytest-")
 
 
 def expected_hosts(inventory: str, group: str, names: list[str]) -> list[str]:

@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from testlib import throwaway_hosts
+from testlib import HOST_PREFIX, throwaway_hosts
 
 
 @pytest.fixture(scope="module")
 def fresh_host(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A new Debian 13 host with nothing installed; yields its inventory (host `pytest-<module>`)."""
-    name = "pytest-" + request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
-    with throwaway_hosts([name], tmp_path_factory.mktemp(name)) as inventory:
+    """A new Debian 13 host with nothing installed; yields its inventory (host `pytest-<module>`, or
+    `$TESTBED_HOST_PREFIX<module>`)."""
+    name = HOST_PREFIX + request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    with throwaway_hosts([name], tmp_path_factory.mktemp(name), scenario=HOST_PREFIX.strip("-")) as inventory:
         yield inventory

@@ -6,9 +6,9 @@ import platform
 import subprocess
 from pathlib import Path
 
-from testlib import REPO, ansible_playbook, recap
+from testlib import HOST_PREFIX, REPO, ansible_playbook, recap
 
-HOST = "pytest-docker-check-mode"
+HOST = HOST_PREFIX + "docker-check-mode"
 PLAYBOOK = REPO / "playbooks" / "docker.yml"
 ARCH = {"x86_64": "amd64", "aarch64": "arm64"}[platform.machine()]
 SNAPSHOT = (

@@ -256,6 +256,13 @@ BROKEN_RULES = [
 ]
 
 
+# Public host keys as ssh-keyscan prints them (key type, base64 key).
+ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIACQ2yRr/5xU3eqcNkyZEmuXUmhf+ekpLtvFXcSPQMKv"
+ECDSA = (
+    "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBHHdR5pGJWEBh8hY6lr+"
+    "l2UvpZn41bqJ9oj032kC1xXZDh7hPH2lzQkeH0Yly3jiw2Kut21E+4PcwXZ9nhV9qVo="
+)
+
 REAL_SECRETS = {"stack_db_password": "a-real-db-password-42", "stack_tui_password": "a-real-tui-password-42"}
 
 
@@ -282,6 +289,36 @@ def test_stack_preflight_reports_every_broken_setting_in_one_run(tmp_path: Path)
             {"stack_source": "git", "stack_source_git_repo": "github.com/you/deep-algo"},
             "stack_source_git_repo: must be a Git URL",
             id="git-url-without-scheme",
+        ),
+        # An SSH checkout trusts only the keys it is given: none, no checkout (no TOFU).
+        pytest.param(
+            {"stack_source": "git", "stack_source_git_repo": "git@git.example.org:you/deep-algo.git"},
+            "stack_source_git_known_hosts: is required for the SSH URL git@git.example.org:you/deep-algo.git:"
+            " the git server's host keys as known_hosts lines, the only keys the checkout trusts. Get them"
+            " with `ssh-keyscan -p <port> <server>`",
+            id="ssh-url-without-known-hosts",
+        ),
+        pytest.param(
+            {
+                "stack_source": "git",
+                "stack_source_git_repo": "ssh://git@git.example.org:2222/you/deep-algo.git",
+                "stack_source_git_known_hosts": "# only a comment\n",
+            },
+            "stack_source_git_known_hosts: is required for the SSH URL ssh://git@git.example.org:2222/",
+            id="ssh-scheme-with-comments-only",
+        ),
+        pytest.param(
+            {
+                "stack_source": "git",
+                "stack_source_git_repo": "https://git.example.org/you/deep-algo.git",
+                "stack_source_git_known_hosts": f"git.example.org {ED25519}\nSHA256:abc git.example.org\n"
+                "git.example.org ssh-ed25519\ngit.example.org ssh-ed25519 not*base64",
+            },
+            "stack_source_git_known_hosts: must hold known_hosts lines, each a host pattern, a key type and"
+            " the base64 key (e.g. `git.example.org ssh-ed25519 AAAAC3Nza...`, as ssh-keyscan prints them);"
+            ' not these: "SHA256:abc git.example.org", "git.example.org ssh-ed25519",'
+            ' "git.example.org ssh-ed25519 not*base64".',
+            id="known-hosts-malformed-lines",
         ),
         pytest.param({"stack_project_dir": "/opt/../etc"}, "without . or ..", id="project-dir-climbs"),
         # A space would split the health checks' HTTP request line (the shell quotes it whole).
@@ -333,16 +370,26 @@ def test_stack_preflight_takes_good_values_of_the_same_settings(tmp_path: Path) 
             "db/V2.1__x-y.sql",
         ],
     }
-    for repo in (
-        "git@git.example.org:you/deep-algo.git",
-        "https://git.example.org/you/deep-algo.git",
-        "file:///srv/x",
+    # Over SSH with the server's keys (every form ssh-keyscan and ssh-keygen write); the
+    # others need none.
+    known_hosts = (
+        f"# ssh-keyscan git.example.org\ngit.example.org,10.0.0.7 {ED25519}\n\n"
+        f"[git.example.org]:2222 {ECDSA}\n"
+        f"|1|c2FsdA==|aGFzaA== {ED25519} comment\n@cert-authority *.example.org {ED25519}\n"
+    )
+    for repo, hosts in (
+        ("git@git.example.org:you/deep-algo.git", known_hosts),
+        ("ssh://git@git.example.org:2222/you/deep-algo.git", known_hosts),
+        ("https://git.example.org/you/deep-algo.git", ""),
+        ("file:///srv/x", ""),
     ):
-        _rc, out = stack_check(tmp_path, **{**good, "stack_source_git_repo": repo})
+        settings = {**good, "stack_source_git_repo": repo, "stack_source_git_known_hosts": hosts}
+        _rc, out = stack_check(tmp_path, **settings)
         for name in good:
             assert f"{name}: must" not in out, out[-4000:]
         assert "failed: [described] (item=" not in out, out[-4000:]
         assert "ok: [described] => (item=stack_source_git_repo)" in out, out[-4000:]
+        assert "ok: [described] => (item=stack_source_git_known_hosts)" in out, out[-4000:]
 
 
 def test_stack_preflight_refuses_what_the_deployed_stack_fixes(tmp_path: Path) -> None:

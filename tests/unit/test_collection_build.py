@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import tarfile
-from pathlib import Path
+from fnmatch import fnmatch
+from pathlib import Path, PurePosixPath
 
 import pytest
 from testlib import REPO
@@ -30,6 +32,26 @@ def test_tarball_leaves_out_tests_and_tooling(tarball: Path) -> None:
     assert "roles/docker/tasks/main.yml" in names
     assert "meta/runtime.yml" in names
     assert [n for n in names if n.startswith(LEFT_OUT) or n in {"ansible.cfg", "Makefile"}] == []
+
+
+def vault_password_patterns() -> list[str]:
+    """The .gitignore's patterns of vault password files (its lines that name vault passwords)."""
+    lines = (REPO / ".gitignore").read_text().splitlines()
+    named = [line for line in lines if re.search(r"vault.?pass", line) and line[:1] not in "#!"]
+    patterns = [line.lstrip("/") for line in named]
+    assert len(patterns) >= 4, patterns  # the section is there and still read right
+    return patterns
+
+
+def test_tarball_holds_no_inventory_and_no_vault_password_file(tarball: Path) -> None:
+    """The demo and example inventories hold vault password files (and the demo's is the real
+    key to its vault): none of it ships."""
+    with tarfile.open(tarball) as archive:
+        names = archive.getnames()
+    patterns = vault_password_patterns()
+    password_files = [n for n in names if any(fnmatch(PurePosixPath(n).name, p) for p in patterns)]
+    assert password_files == []
+    assert [n for n in names if n.split("/")[0] in {"inventories", "prod", "staging"}] == []
 
 
 def test_galaxy_importer_accepts_it(tarball: Path) -> None:
