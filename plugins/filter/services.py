@@ -281,13 +281,27 @@ def terminal_checks(terminals: Mapping[str, Mapping[str, Any]], url: str) -> lis
         terminal = service["terminal"]
         origin = f"{url}:{terminal['port']}"
         login = {"user": terminal["user"], "password": secret_text(terminal.get("password", ""))}
+        # Each asked again twice: a proxy that checks several logins at once on a busy host
+        # may answer one of them after the read timeout (seen under load: every one timed out).
         checks += [
-            {"name": f"web terminal {name} without its login", "url": f"{origin}/", "status": 401},
-            {"name": f"web terminal {name} with its login", "url": f"{origin}/", "status": 200, **login},
+            {
+                "name": f"web terminal {name} without its login",
+                "url": f"{origin}/",
+                "status": 401,
+                "retries": 2,
+            },
+            {
+                "name": f"web terminal {name} with its login",
+                "url": f"{origin}/",
+                "status": 200,
+                "retries": 2,
+                **login,
+            },
             {
                 "name": f"web terminal {name}'s WebSocket with its login",
                 "url": f"{origin}/ws",
                 "status": 101,
+                "retries": 2,
                 **login,
                 "headers": {
                     "Origin": origin,
