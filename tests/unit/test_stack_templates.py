@@ -522,7 +522,7 @@ def test_the_process_health_check_asks_the_child_of_pid_1(tmp_path: Path) -> Non
         ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "sh", "-c", "sleep 60 & wait"]
     )
     try:
-        for _ in range(50):
+        for _attempt in range(50):
             children = Path(f"/proc/{unshare.pid}/task/{unshare.pid}/children").read_text().split()
             init = children[0] if children else ""
             service = Path(f"/proc/{init}/task/{init}/children").read_text().split() if init else []
