@@ -109,6 +109,17 @@ REPO = Path(__file__).resolve().parent.parent
 RESOURCES = REPO / "molecule" / "resources"
 
 
+def in_container(name: str, command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """A shell command in a throwaway host (docker exec), never raising on failure."""
+    return subprocess.run(
+        ["docker", "exec", "-i", name, "sh", "-c", command],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def collection_plugin(kind: str, name: str) -> ModuleType:
     """One of the collection's plugins as a module, e.g. ("test", "placeholder")."""
     spec = importlib.util.spec_from_file_location(name, REPO / "plugins" / kind / f"{name}.py")

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from testlib import HOST_PREFIX, REPO, ansible_playbook
+from testlib import HOST_PREFIX, REPO, ansible_playbook, in_container
 
 HOST = HOST_PREFIX + "docker-upstream-key"
 PLAYBOOK = REPO / "playbooks" / "docker.yml"
@@ -50,13 +50,7 @@ def other_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 
 def _on_host(command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", "exec", "-i", HOST, "sh", "-c", command],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return in_container(HOST, command, stdin)
 
 
 def _run(inventory: Path, fingerprint: str) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from testlib import HOST_PREFIX, REPO, ansible_playbook, leaked_secrets
+from testlib import HOST_PREFIX, REPO, ansible_playbook, in_container, leaked_secrets
 
 HOST = HOST_PREFIX + "git-source-ssh"
 PLAYBOOK = REPO / "tests" / "integration" / "playbooks" / "git_source.yml"
@@ -21,13 +21,7 @@ REPO_URL = f"git@{HOST}:/srv/git/app.git"
 
 
 def _on_host(command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["docker", "exec", "-i", HOST, "sh", "-c", command],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return in_container(HOST, command, stdin)
 
 
 def _ok(command: str, stdin: str | None = None) -> str:
