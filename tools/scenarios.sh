@@ -10,6 +10,7 @@ logs=$root/.cache/molecule
 jobs=${SCENARIO_JOBS:-3}
 mkdir -p "$logs"
 
+# shellcheck disable=SC2317  # run by xargs, through the exported function
 run_one() {
   local scenario=$1 log=$logs/$1.log start rc=0
   start=$(date +%s)
@@ -27,5 +28,19 @@ export -f run_one
 export logs
 
 # The longest first, so the short ones fill in beside them.
+rc=0
 # shellcheck disable=SC2016  # $1 is run_one's argument, expanded by the inner bash
-printf '%s\n' "$@" | xargs -P "$jobs" -I{} bash -c 'run_one "$1"' _ {}
+printf '%s\n' "$@" | xargs -P "$jobs" -I{} bash -c 'run_one "$1"' _ {} || rc=$?
+
+# Last, what failed and where, short: a CI page that keeps only the end of the output
+# still names the failed tests and tasks.
+if [ "$rc" -ne 0 ]; then
+  echo "==> summary of the failed scenarios"
+  for scenario in "$@"; do
+    grep -qE 'Molecule executed .*failed' "$logs/$scenario.log" 2>/dev/null || continue
+    echo "--- $scenario"
+    grep -E '^(FAILED|ERROR) |^fatal: |^failed: |^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' \
+      "$logs/$scenario.log" | cut -c1-400 | tail -n 40 || true
+  done
+fi
+exit "$rc"
