@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from testlib import HOST_PREFIX, REPO, ansible_playbook, failed_task, in_container, leaked_secrets, recap
 
 HOST = HOST_PREFIX + "git-source-ssh"
@@ -256,3 +257,27 @@ def test_the_stack_playbook_stops_before_the_lock_naming_the_setting(
     # The lock file lies in the project directory, which the lock's first step makes.
     assert _on_host(f"test -e {PROJECT}/deploy.lock").returncode == 1
     assert _on_host(f"test -e {PROJECT}").returncode == 1, _ok(f"find {PROJECT}")
+
+
+def test_no_host_is_asked_while_another_host_of_the_run_failed_its_checks(
+    git_server: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    """The ask may install git: nothing on any host changes before every host passed its checks.
+    A second host of the run (never reached: its checks fail on the controller) has a bad setting."""
+    inventory, deploy_key, host_key = git_server
+    hosts = yaml.safe_load(inventory.read_text())["all"]["hosts"]
+    hosts["ghost"] = {"ansible_connection": "community.docker.docker", "stack_project_name": "Bad Name"}
+    two_hosts = tmp_path / "inventory.yml"
+    two_hosts.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    result = _run(
+        "preflight",
+        two_hosts,
+        deploy_key,
+        stack_source_git_repo=REPO_URL,
+        stack_source_git_known_hosts=host_key,
+    )
+    out = " ".join(result.stdout.split())
+    assert result.returncode != 0
+    assert "stack_project_name" in out, out[-3000:]
+    assert recap(result, HOST)["failed"] == 0, out[-3000:]
+    assert "reach | " not in out, out[-3000:]
