@@ -4,6 +4,11 @@ taken on first use or from the host's own known_hosts files.
 
 The host serves a bare repository over SSH to itself (user git, key-only login) and checks
 it out with the image role's git step (playbooks/git_source.yml).
+
+Before any deploy lock, the preflight's last play asks the git server for the ref from the
+host with the checkout's SSH options: the stack playbook stops there, naming the setting to
+fix, with no lock taken and nothing made under the project directory. Each refusal below was
+seen to fail without that play (the run went on to the lock, which made the directory).
 """
 
 from __future__ import annotations
@@ -12,12 +17,21 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from testlib import HOST_PREFIX, REPO, ansible_playbook, in_container, leaked_secrets
+import yaml
+from testlib import HOST_PREFIX, REPO, ansible_playbook, failed_task, in_container, leaked_secrets, recap
 
 HOST = HOST_PREFIX + "git-source-ssh"
 PLAYBOOK = REPO / "tests" / "integration" / "playbooks" / "git_source.yml"
 CHECKOUT = "/opt/algo-trade/build/src"
 REPO_URL = f"git@{HOST}:/srv/git/app.git"
+PROJECT = "/opt/algo-trade"
+# What the preflight needs besides the git settings.
+SETTINGS = {
+    "stack_ttyd_source": "image",
+    "stack_db_password": "db-password-9f8e7d6c5b4a",
+    "stack_tui_password": "tui-password-0a1b2c3d4e5f",
+    "stack_source": "git",
+}
 
 
 def _on_host(command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -117,3 +131,153 @@ def test_no_host_key_is_taken_on_first_use(git_server: tuple[Path, str, str]) ->
     assert "showed a host key that is not in stack_source_git_known_hosts" in out, out[-3000:]
     assert _on_host(f"test -e {CHECKOUT}/marker").returncode == 1
     assert _on_host("test -s /root/.ssh/known_hosts").returncode == 1
+
+
+def _run(
+    playbook: str, inventory: Path, deploy_key: str, *args: str, **git: str
+) -> subprocess.CompletedProcess[str]:
+    """The collection's playbook on a host with no project directory yet, the git settings
+    given; the key nowhere in the output, no temporary directory left behind."""
+    _ok(f"rm -rf {PROJECT} /tmp/algotrade-git-*")
+    settings = {**SETTINGS, "stack_source_git_key": deploy_key, **git}
+    result = ansible_playbook(REPO / "playbooks" / f"{playbook}.yml", inventory, *args, extra_vars=settings)
+    keys = [settings["stack_source_git_key"], deploy_key]
+    bodies = ["".join(line for line in k.splitlines() if "PRIVATE KEY" not in line) for k in keys]
+    assert leaked_secrets(result.stdout + result.stderr, bodies) == []
+    assert _ok("ls -d /tmp/algotrade-git-* 2>/dev/null || true") == ""
+    return result
+
+
+def test_the_preflight_reaches_the_git_server_with_the_pinned_keys(git_server: tuple[Path, str, str]) -> None:
+    """A branch, and a commit's SHA (which ls-remote cannot list), in a run, check mode and a
+    second run: each passes, changes nothing and makes nothing under the project directory."""
+    inventory, deploy_key, host_key = git_server
+    sha = _ok("git -C /srv/work rev-parse --short=12 HEAD").strip()
+    for version, args in (("main", ()), ("main", ("--check",)), ("main", ()), (sha, ())):
+        result = _run(
+            "preflight",
+            inventory,
+            deploy_key,
+            *args,
+            stack_source_git_repo=REPO_URL,
+            stack_source_git_known_hosts=host_key,
+            stack_source_git_version=version,
+        )
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+        listed = result.stdout.partition(f"reach | Ask the git server for {version}]")[2].partition("TASK [")[
+            0
+        ]
+        assert f"ok: [{HOST}]" in listed, result.stdout[-3000:]
+        assert recap(result, HOST)["changed"] == 0, result.stdout[-3000:]
+        assert _on_host(f"test -e {PROJECT}").returncode == 1
+
+
+def test_check_mode_without_git_asks_nothing_and_says_so(git_server: tuple[Path, str, str]) -> None:
+    """Check mode installs nothing: without git the preflight passes, naming what it did not ask."""
+    inventory, deploy_key, host_key = git_server
+    _ok("mv /usr/bin/git /usr/bin/git.away")
+    try:
+        result = _run(
+            "preflight",
+            inventory,
+            deploy_key,
+            "--check",
+            stack_source_git_repo=REPO_URL,
+            stack_source_git_known_hosts=host_key,
+        )
+    finally:
+        _ok("mv /usr/bin/git.away /usr/bin/git")
+    out = " ".join(result.stdout.split())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert (
+        f"git is not installed on {HOST} yet and check mode installs nothing, so {REPO_URL} was not asked"
+        in out
+    )
+    assert recap(result, HOST)["changed"] == 0
+    assert _on_host(f"test -e {PROJECT}").returncode == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        pytest.param(
+            "host-key",
+            f"The git server of {REPO_URL} showed {HOST} a host key that is not in"
+            " stack_source_git_known_hosts, so it was refused (before any deploy lock).",
+            id="another-host-key",
+        ),
+        pytest.param(
+            "deploy-key",
+            f"The git server of {REPO_URL} refused the deploy key stack_source_git_key from {HOST}.",
+            id="another-deploy-key",
+        ),
+        pytest.param(
+            "version",
+            f"stack_source_git_version=no-such-branch: {REPO_URL} has no branch or tag of that name",
+            id="missing-ref",
+        ),
+        pytest.param(
+            "unreachable",
+            f"stack_source_git_repo=ssh://git@{HOST}:2/srv/git/app.git: {HOST} cannot read a git"
+            " repository there",
+            id="unreachable-server",
+        ),
+        pytest.param(
+            "no-repository",
+            f"stack_source_git_repo=git@{HOST}:/srv/git/none.git: {HOST} cannot read a git repository there",
+            id="no-repository",
+        ),
+    ],
+)
+def test_the_stack_playbook_stops_before_the_lock_naming_the_setting(
+    git_server: tuple[Path, str, str], tmp_path: Path, case: str, expected: str
+) -> None:
+    inventory, deploy_key, host_key = git_server
+    other_private, other_public = _new_key(tmp_path, "other")
+    git = {
+        "stack_source_git_repo": REPO_URL,
+        "stack_source_git_known_hosts": host_key,
+        "stack_source_git_version": "main",
+        **{
+            "host-key": {"stack_source_git_known_hosts": f"{HOST} {' '.join(other_public.split()[:2])}"},
+            "deploy-key": {"stack_source_git_key": other_private},
+            "version": {"stack_source_git_version": "no-such-branch"},
+            "unreachable": {
+                "stack_source_git_repo": f"ssh://git@{HOST}:2/srv/git/app.git",
+                "stack_source_git_known_hosts": f"[{HOST}]:2 {' '.join(host_key.split()[1:])}",
+            },
+            "no-repository": {"stack_source_git_repo": f"git@{HOST}:/srv/git/none.git"},
+        }[case],
+    }
+    result = _run("stack", inventory, deploy_key, **git)
+    out = " ".join(result.stdout.split())
+    assert result.returncode != 0
+    assert expected in out, out[-3000:]
+    assert failed_task(result).startswith("algotrade.deploy.checks : reach | "), out[-3000:]
+    # The lock file lies in the project directory, which the lock's first step makes.
+    assert _on_host(f"test -e {PROJECT}/deploy.lock").returncode == 1
+    assert _on_host(f"test -e {PROJECT}").returncode == 1, _ok(f"find {PROJECT}")
+
+
+def test_no_host_is_asked_while_another_host_of_the_run_failed_its_checks(
+    git_server: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    """The ask may install git: nothing on any host changes before every host passed its checks.
+    A second host of the run (never reached: its checks fail on the controller) has a bad setting."""
+    inventory, deploy_key, host_key = git_server
+    hosts = yaml.safe_load(inventory.read_text())["all"]["hosts"]
+    hosts["ghost"] = {"ansible_connection": "community.docker.docker", "stack_project_name": "Bad Name"}
+    two_hosts = tmp_path / "inventory.yml"
+    two_hosts.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    result = _run(
+        "preflight",
+        two_hosts,
+        deploy_key,
+        stack_source_git_repo=REPO_URL,
+        stack_source_git_known_hosts=host_key,
+    )
+    out = " ".join(result.stdout.split())
+    assert result.returncode != 0
+    assert "stack_project_name" in out, out[-3000:]
+    assert recap(result, HOST)["failed"] == 0, out[-3000:]
+    assert "reach | " not in out, out[-3000:]
