@@ -21,10 +21,16 @@ all_cores=(2.17 2.19 2.21)
 image=local/ansible-core-2.21:trixie
 
 # In a copy of the collection (the working directory), with the chosen core's python3 and
-# ansible-test first on PATH.
+# ansible-test first on PATH. CORE: the release that must be there.
 run_in_copy() {
-  local python pip_version cache
+  local core=$1 python pip_version cache version
+  shift
   python=$(command -v python3)
+  version=$("$python" -c 'from ansible.release import __version__; print(__version__)')
+  if [[ $version != "$core".* ]]; then
+    echo "expected ansible-core $core, found $version ($python): run tests/testbed/setup.sh" >&2
+    return 1
+  fi
   pip_version=$("$python" - <<'PY'
 import re, pathlib, ansible_test
 source = pathlib.Path(ansible_test.__file__).parent / "_internal" / "python_requirements.py"
@@ -75,10 +81,9 @@ container=${TESTBED_HOST_PREFIX:-}sanity-core2.21-$$
 trap 'docker rm -f "$container" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 
 # ansible-core 2.21 in its image. The copy is mounted at the same path; ansible-test's
-# per-test venvs and pip's cache persist in .cache/sanity/core-2.21 (emptied when the
-# image changes, as its Python may have; pip's cache stays). TEST BED ONLY: pip reaches the package index
-# through this machine's egress, so the container gets this machine's CA bundle
-# (SSL_CERT_FILE).
+# per-test venvs persist in .cache/sanity/core-2.21 (made again when the image changes,
+# as its Python may have). TEST BED ONLY: pip reaches the package index through this
+# machine's egress, so the container gets this machine's CA bundle (SSL_CERT_FILE).
 run_core_2_21() {
   local work=$1 home=$root/.cache/sanity/core-2.21 image_id
   shift
@@ -98,7 +103,7 @@ run_core_2_21() {
     # PIP_CERT or SSL_CERT_FILE, and that pip trusts the system store.
     args+=(-v "$(readlink -f "$SSL_CERT_FILE"):/etc/ssl/certs/ca-certificates.crt:ro")
   fi
-  docker run "${args[@]}" "$image" tools/sanity.sh --run-in-copy "$@"
+  docker run "${args[@]}" "$image" tools/sanity.sh --run-in-copy 2.21 "$@"
 }
 
 run_core() {
@@ -107,8 +112,8 @@ run_core() {
   mkdir -p "$work"
   (cd "$root" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) | tar -xf - -C "$work"
   case $core in
-    2.17) (cd "$work" && PATH=$root/.venv-core2.17/bin:$PATH "$work/tools/sanity.sh" --run-in-copy "$@") ;;
-    2.19) (cd "$work" && PATH=${VENV:-$root/.venv}/bin:$PATH "$work/tools/sanity.sh" --run-in-copy "$@") ;;
+    2.17) (cd "$work" && PATH=$root/.venv-core2.17/bin:$PATH "$work/tools/sanity.sh" --run-in-copy 2.17 "$@") ;;
+    2.19) (cd "$work" && PATH=${VENV:-$root/.venv}/bin:$PATH "$work/tools/sanity.sh" --run-in-copy 2.19 "$@") ;;
     2.21) run_core_2_21 "$work" "$@" ;;
     *)
       echo "no sanity run for ansible-core $core (one of: ${all_cores[*]})" >&2
