@@ -55,7 +55,7 @@ lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, changelog 
 	  scripts/vault-pass-client.sh molecule/backup/writer.sh tools/scenarios.sh
 	antsibull-changelog lint
 
-sanity: ## ansible-test sanity on a copy of the collection
+sanity: ## ansible-test sanity on a copy of the collection, with ansible-core 2.17, 2.19 and 2.21
 	tools/sanity.sh
 
 unit: ## pytest: unit tests and role tests on throwaway hosts

@@ -2,13 +2,15 @@
 # Sets up everything the tests need on a Debian controller, from nothing:
 # Debian packages, a running Docker daemon, the base images (from debootstrap and
 # Debian's mirror; the Rust builder also takes this machine's rustup toolchain and
-# the Rust crate registry's crates) and the Python venv. Each step is skipped when its result is already there, so a
-# second run takes seconds. Usage: setup.sh [debs|daemon|images|venv|all]...
+# the Rust crate registry's crates), the Python venv and the venv of the oldest
+# ansible-core for sanity. Each step is skipped when its result is already there, so a
+# second run takes seconds. Usage: setup.sh [debs|daemon|images|venv|core-venv|all]...
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 venv=${VENV:-$root/.venv}
+core_venv=$root/.venv-core2.17
 python=${PYTHON:-python3}
 suite=${TESTBED_SUITE:-trixie}
 base_image=local/debian:$suite
@@ -225,10 +227,11 @@ step_archives() {
   done
 }
 
-step_venv() {
-  local req=$root/requirements-dev.txt stamp=$venv/.requirements.sha256 sum
+# A venv from a pinned requirements file, made again when the file changes.
+make_venv() {
+  local venv=$1 req=$2 probe=$3 stamp=$1/.requirements.sha256 sum
   sum=$(sha256sum "$req" | cut -d' ' -f1)
-  if [ -x "$venv/bin/ansible" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
+  if [ -x "$venv/bin/$probe" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
     log "Python venv up to date ($venv)"
     return
   fi
@@ -239,11 +242,22 @@ step_venv() {
   echo "$sum" >"$stamp"
 }
 
+step_venv() {
+  make_venv "$venv" "$root/requirements-dev.txt" ansible
+}
+
+# ansible-core 2.17, the oldest release meta/runtime.yml allows, for ansible-test sanity
+# (tools/sanity.sh). The newest (2.21, Python >= 3.12) is the image local/ansible-core-2.21.
+step_core_venv() {
+  make_venv "$core_venv" "$here/requirements-core-2.17.txt" ansible-test
+}
+
 [ $# -gt 0 ] || set -- all
 for step in "$@"; do
   case $step in
-    all) step_debs; step_daemon; step_images; step_venv ;;
+    all) step_debs; step_daemon; step_images; step_venv; step_core_venv ;;
     debs | daemon | images | venv) "step_$step" ;;
-    *) echo "usage: $0 [debs|daemon|images|venv|all]..." >&2; exit 2 ;;
+    core-venv) step_core_venv ;;
+    *) echo "usage: $0 [debs|daemon|images|venv|core-venv|all]..." >&2; exit 2 ;;
   esac
 done
