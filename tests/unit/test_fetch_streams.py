@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
-from testlib import REPO
 from test_entry_points import _tasks
+from testlib import REPO
 
 
 def _fetches() -> list[tuple[Path, dict[str, Any]]]:
@@ -31,6 +31,10 @@ def test_the_roles_fetch_something() -> None:
     assert len(_fetches()) >= 2
 
 
-@pytest.mark.parametrize(("path", "task"), _fetches(), ids=lambda v: v.name if isinstance(v, Path) else v["name"])
+def _id(value: object) -> str:
+    return value.name if isinstance(value, Path) else str(value["name"])  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("path", "task"), _fetches(), ids=_id)
 def test_each_fetch_streams_without_become(path: Path, task: dict[str, Any]) -> None:
     assert task.get("become") is False, f"{path.relative_to(REPO)}: {task['name']} fetches with become"
