@@ -39,8 +39,10 @@ if [ "$rc" -ne 0 ]; then
   for scenario in "$@"; do
     grep -qE 'Molecule executed .*failed' "$logs/$scenario.log" 2>/dev/null || continue
     echo "--- $scenario"
-    grep -E '^(FAILED|ERROR) |^fatal: |^failed: |^[0-9]+ (passed|failed)|^=+ .*(passed|failed)' \
-      "$logs/$scenario.log" | cut -c1-400 | tail -n 40 || true
+    # Molecule frames the output of its steps (colours, a bar): without them first.
+    sed -E 's/\x1b\[[0-9;]*m//g; s/^[[:space:]]*│ ?//' "$logs/$scenario.log" |
+      grep -aE '^(FAILED|ERROR) |^_+ test|^fatal: |^failed: |^=+ .*(passed|failed)' | grep -v RETRYING |
+      cut -c1-400 | tail -n 40 || true
   done
 fi
 exit "$rc"

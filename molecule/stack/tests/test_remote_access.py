@@ -128,10 +128,11 @@ asyncio.run(main())
 def test_only_the_proxy_ports_are_open(outside: testinfra.host.Host) -> None:
     """A scan of every TCP port: the database and ttyd have none reachable, and every
     other port answers with a refusal (none left unanswered, which a timeout would hide):
-    the two web terminals and the API, through the proxy."""
+    the two web terminals and the API, through the proxy, and the host's own SSH server (the
+    operators' way in, as on a real host)."""
     put("scan.py", SCAN)
     found = json.loads(run_ok(outside, "python3 /root/scan.py"))
-    assert found == {"open": [7681, 7682, 8080], "unanswered": []}
+    assert found == {"open": [22, 7681, 7682, 8080], "unanswered": []}
 
 
 @pytest.mark.parametrize("url", [TUI, API])
