@@ -18,7 +18,7 @@ busybox_image=local/busybox:test
 # The Rust toolchain (rustup's, on this machine) the builder image carries.
 rust_version=${TESTBED_RUST_VERSION:-1.95.0}
 archives=$root/.cache/images
-debs=(docker.io debootstrap busybox-static gpg git make shellcheck chromium)
+debs=(docker.io debootstrap busybox-static gpg git make shellcheck chromium openssh-client)
 
 log() { printf '==> %s\n' "$*"; }
 
