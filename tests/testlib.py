@@ -303,3 +303,16 @@ def render_template(template: str, tmp_path: Path, **overrides: object) -> str:
         ],
         extra,
     )
+
+
+def playbook_tasks(node: object) -> list[dict[str, Any]]:
+    """Every task in a playbook or task file, blocks and plays opened."""
+    found: list[dict[str, Any]] = []
+    if isinstance(node, list):
+        for item in node:
+            found += playbook_tasks(item)
+    elif isinstance(node, dict):
+        found.append(node)
+        for key in ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always"):
+            found += playbook_tasks(node.get(key))
+    return found

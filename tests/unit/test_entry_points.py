@@ -12,30 +12,17 @@ from typing import Any
 
 import pytest
 import yaml
-from testlib import REPO
+from testlib import REPO, playbook_tasks
 
 CALLERS = sorted([*REPO.glob("roles/*/tasks/*.yml"), *REPO.glob("playbooks/*.yml"), REPO / "site.yml"])
 PREFIX = "algotrade.deploy."
-
-
-def _tasks(node: object) -> list[dict[str, Any]]:
-    """Every task in a playbook or task file, blocks and plays opened."""
-    found: list[dict[str, Any]] = []
-    if isinstance(node, list):
-        for item in node:
-            found += _tasks(item)
-    elif isinstance(node, dict):
-        found.append(node)
-        for key in ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always"):
-            found += _tasks(node.get(key))
-    return found
 
 
 def calls() -> list[tuple[str, str, str]]:
     """(calling file, role, entry point) for each call into another role of the collection."""
     out = []
     for path in CALLERS:
-        for task in _tasks(yaml.safe_load(path.read_text())):
+        for task in playbook_tasks(yaml.safe_load(path.read_text())):
             for action in ("ansible.builtin.include_role", "ansible.builtin.import_role"):
                 call = task.get(action)
                 if not isinstance(call, dict) or not str(call.get("name", "")).startswith(PREFIX):

@@ -14,15 +14,14 @@ from typing import Any
 
 import pytest
 import yaml
-from test_entry_points import _tasks
-from testlib import REPO
+from testlib import REPO, playbook_tasks
 
 
 def _fetches() -> list[tuple[Path, dict[str, Any]]]:
     return [
         (path, task)
         for path in sorted(REPO.glob("roles/*/tasks/*.yml"))
-        for task in _tasks(yaml.safe_load(path.read_text()))
+        for task in playbook_tasks(yaml.safe_load(path.read_text()))
         if "ansible.builtin.fetch" in task
     ]
 
