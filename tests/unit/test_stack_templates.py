@@ -165,6 +165,21 @@ def test_proxy_config_is_accepted_by_nginx(
     assert result.returncode == 0, result.stderr
 
 
+
+def test_every_published_server_limits_each_client_before_the_login(tmp_path: Path) -> None:
+    """limit_req in each server that checks a login (nginx runs it before auth_basic), at
+    the set rate and burst; not in the container's own health server."""
+    conf = render(
+        "nginx.conf.j2", tmp_path, stack_api_remote=True, stack_proxy_rate_limit="7", stack_proxy_rate_burst=3
+    )
+    assert "limit_req_zone $binary_remote_addr zone=per_client:1m rate=7r/s;" in conf
+    servers = conf.split("\n    server {")[1:]
+    guarded = [s for s in servers if "auth_basic " in s]
+    assert len(guarded) == 3  # two terminals and the API
+    for server in guarded:
+        assert "limit_req zone=per_client burst=3 nodelay;" in server
+    assert [s for s in servers if "limit_req " in s] == guarded
+
 MOZILLA_INTERMEDIATE_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
     "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"

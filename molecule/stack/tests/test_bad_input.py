@@ -161,6 +161,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "or be left out for the Mozilla intermediate profile. The TLS 1.3 suites (TLS_...) are set by"
         " OpenSSL, not here. Not these: none given.",
     ),
+    (
+        "proxy-rate-zero",
+        {"stack_proxy_rate_limit": 0},
+        "stack_proxy_rate_limit: must be a whole number of requests per second per client address",
+    ),
     ("network-malformed", {"stack_allowed_networks": ["10.0.0.0/33"]}, "not these: 10.0.0.0/33"),
     ("networks-empty", {"stack_allowed_networks": []}, "stack_allowed_networks: must list networks"),
     ("origin-not-https", {"stack_allowed_origins": ["http://x.example"]}, "stack_allowed_origins: must list"),

@@ -18,8 +18,18 @@ from pathlib import Path
 import pyte
 import pytest
 import testinfra.host
-from stackenv import API_LOGIN, BACKTEST_LOGIN, LIVE_TUI, STACK_HOSTS, TUI_LOGIN, attacker, release_file
-from testlib import run_ok
+import yaml
+from stackenv import (
+    API_LOGIN,
+    BACKTEST_LOGIN,
+    LIVE_TUI,
+    STACK_HOSTS,
+    TUI_LOGIN,
+    VARS,
+    attacker,
+    release_file,
+)
+from testlib import REPO, run_ok
 
 testinfra_hosts = STACK_HOSTS
 TUI = "https://stack-a:7681"
@@ -207,6 +217,47 @@ def test_tls12_takes_only_the_listed_ciphers(
             assert "alert handshake failure" in text, f"stack-a:{port}: {text}"
 
 
+# What testssl.sh may object to, each about the scenario's self-signed certificate, not the
+# proxy: it names no revocation service (there is none for a certificate made on the host)
+# and lasts longer than the 398 days browsers allow publicly trusted ones.
+TESTSSL_ACCEPTED = {"cert_revocation": "HIGH", "cert_extlifeSpan": "MEDIUM"}
+# OpenSSL's own TLS 1.3 suites (not a setting).
+TLS13_SUITES = {"TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_128_GCM_SHA256"}
+
+
+def test_testssl_finds_nothing_wrong_and_the_suites_of_the_profile(outside: testinfra.host.Host) -> None:
+    """testssl.sh, the auditors' tool, on a terminal's port with the stack's certificate
+    trusted (as an operator who pinned it): protocols, cipher categories, forward secrecy,
+    server defaults, headers, vulnerabilities and every suite per protocol. No "NOT ok" and
+    no "VULNERABLE" but the self-signed certificate's own; the TLS 1.2 suites offered are
+    stack_tls_ciphers' ECDSA ones (the certificate's key is ECDSA), TLS 1.3's OpenSSL's."""
+    run_ok(outside, "rm -f /root/testssl.json /root/testssl.log")
+    outside.run(
+        "testssl --quiet --color 0 --warnings batch --add-ca /root/stack-ca.pem --jsonfile /root/testssl.json"
+        " --logfile /root/testssl.log -p -s -f -P -S -h -U -E stack-a:7681"
+    )
+    log = outside.file("/root/testssl.log").content_string
+    assert "Done " in log, log
+    findings = json.loads(outside.file("/root/testssl.json").content_string)
+    objections = {f["id"]: f["severity"] for f in findings if f["severity"] in ("MEDIUM", "HIGH", "CRITICAL")}
+    assert objections == TESTSSL_ACCEPTED, [f for f in findings if f["id"] in objections]
+    assert "VULNERABLE" not in log
+    assert [line.strip() for line in log.splitlines() if "NOT ok" in line] == [
+        "NOT ok -- neither CRL nor OCSP URI provided"
+    ]
+    assert "Chain of trust               Ok" in log
+    # Each suite as "cipher-tls1_2_xc02b": "TLSv1.2   xc02b   ECDHE-ECDSA-AES128-GCM-SHA256 ...".
+    offered: dict[str, set[str]] = {"tls1_2": set(), "tls1_3": set()}
+    for f in findings:
+        if f["id"].startswith("cipher-tls"):
+            version, code = f["id"].removeprefix("cipher-").rsplit("_", 1)
+            words = f["finding"].split()
+            offered[version].add(words[words.index(code) + 1])
+    defaults = yaml.safe_load((REPO / "roles/stack/defaults/main.yml").read_text())
+    configured = VARS.get("stack_tls_ciphers", defaults["stack_tls_ciphers"])
+    assert offered == {"tls1_2": {c for c in configured if "-ECDSA-" in c}, "tls1_3": TLS13_SUITES}
+
+
 @pytest.mark.parametrize(
     ("url", "login", "expected"),
     [
@@ -227,6 +278,59 @@ def test_tls12_takes_only_the_listed_ciphers(
 def test_logins(outside: testinfra.host.Host, url: str, login: str | None, expected: str) -> None:
     options = [f"-K /root/{login}.curlrc"] if login else []
     assert status(outside, url, *options).split()[0] == expected
+
+
+FLOOD = 200  # wrong logins, at FLOOD_RATE a second: the issue's 200 in 10 s
+FLOOD_RATE = 20
+
+
+def test_a_flood_of_wrong_logins_is_cut_off_before_the_check_and_delays_no_other_client(
+    host: testinfra.host.Host, outside: testinfra.host.Host
+) -> None:
+    """The attacker sends 200 wrong logins to the terminal in 10 s while the host itself
+    (another client address: the proxy network's gateway) logs in there once a second.
+
+    Each of those logins passes within a second, and of the attacker's the proxy checked
+    at most what stack_proxy_rate_limit and stack_proxy_rate_burst let through: the rest
+    were answered 429 before any password was checked. Without limit_req all 200 were
+    checked (the count assertion fails)."""
+    defaults = yaml.safe_load((REPO / "roles/stack/defaults/main.yml").read_text())
+    rate = int(VARS.get("stack_proxy_rate_limit", defaults["stack_proxy_rate_limit"]))
+    burst = int(VARS.get("stack_proxy_rate_burst", defaults["stack_proxy_rate_burst"]))
+    flood = (
+        "start=$(date +%s.%N); curl -s --cacert /root/stack-ca.pem -K /root/wrong.curlrc"
+        f" --rate {FLOOD_RATE}/s -o /dev/null -w '%{{http_code}}\\n' '{TUI}/?try=[1-{FLOOD}]'"
+        " > /root/flood.codes; echo $start $(date +%s.%N) > /root/flood.done"
+    )
+    run_ok(outside, "rm -f /root/flood.codes /root/flood.done")
+    subprocess.run(["docker", "exec", "-d", "stack-attacker", "sh", "-c", flood], check=True)
+    put("tui.curlrc", curlrc(TUI_LOGIN), where="stack-a")
+    login = (
+        f"curl -s -o /dev/null --cacert {release_file(host, 'tls', 'certificate.pem')} -K /root/tui.curlrc"
+        f" -w '%{{http_code}} %{{time_total}}' {TUI}/"
+    )
+    answers, deadline = [], time.monotonic() + 60
+    while not outside.file("/root/flood.done").exists:
+        assert time.monotonic() < deadline, "the flood did not end within a minute"
+        answers.append(run_ok(host, login).split())
+        time.sleep(1)
+    run_ok(host, "rm -f /root/tui.curlrc")
+    start, end = map(float, outside.file("/root/flood.done").content_string.split())
+    codes = outside.file("/root/flood.codes").content_string.split()
+    assert len(codes) == FLOOD
+    assert end - start >= FLOOD / FLOOD_RATE - 1, "the flood was not spread over 10 s"
+    assert len(answers) >= 5, answers
+    assert [code for code, _ in answers] == ["200"] * len(answers), answers
+    assert max(float(seconds) for _, seconds in answers) < 1, answers
+    assert set(codes) == {"401", "429"}, codes
+    assert codes.count("401") <= rate * (end - start) + burst + 1, (codes.count("401"), end - start)
+    # The attacker's allowance comes back within a few seconds (burst / rate).
+    for _ in range(30):
+        if status(outside, TUI + "/", "-K /root/tui.curlrc").startswith("200"):
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError("the attacker's address is still refused 30 s after its flood")
 
 
 def websocket(client: testinfra.host.Host, case: dict[str, str], port: int = 7681) -> list[str]:
