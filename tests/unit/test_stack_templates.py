@@ -165,7 +165,6 @@ def test_proxy_config_is_accepted_by_nginx(
     assert result.returncode == 0, result.stderr
 
 
-
 def test_every_published_server_limits_each_client_before_the_login(tmp_path: Path) -> None:
     """limit_req in each server that checks a login (nginx runs it before auth_basic), at
     the set rate and burst; not in the container's own health server."""
@@ -179,6 +178,7 @@ def test_every_published_server_limits_each_client_before_the_login(tmp_path: Pa
     for server in guarded:
         assert "limit_req zone=per_client burst=3 nodelay;" in server
     assert [s for s in servers if "limit_req " in s] == guarded
+
 
 MOZILLA_INTERMEDIATE_CIPHERS = (
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
