@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import testinfra.host
 import testinfra.utils.ansible_runner
+import yaml
 
 BUSYBOX_IMAGE = "local/busybox:test"
 # The names of the integration tests' hosts start with it. Runs side by side on one Docker
@@ -234,9 +235,28 @@ def check_described_host(tmp_path: Path, extra_vars: dict[str, Any]) -> subproce
     return ansible_playbook(playbook, inventory, "--check", extra_vars=extra_vars)
 
 
-def _testbed_state(names: list[str], workdir: Path, scenario: str) -> tuple[dict[str, Any], dict[str, str]]:
-    platforms = {"molecule_yml": {"platforms": [{"name": n} for n in names]}}
+def _testbed_state(
+    names: list[str], workdir: Path, scenario: str, transport: str = "docker"
+) -> tuple[dict[str, Any], dict[str, str]]:
+    platforms = {"molecule_yml": {"platforms": [{"name": n, "transport": transport} for n in names]}}
     return {**platforms, "molecule_ephemeral_directory": str(workdir)}, {"MOLECULE_SCENARIO_NAME": scenario}
+
+
+def _ssh_inventory(workdir: Path) -> dict[str, Any]:
+    """How create.yml says to reach its SSH hosts (instance_config.yml): as deploy, with
+    the key it made and its known_hosts, host keys checked."""
+    options = (
+        f"-o UserKnownHostsFile={workdir}/known_hosts -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes"
+    )
+    return {
+        config["instance"]: {
+            "ansible_host": config["address"],
+            "ansible_user": config["user"],
+            "ansible_private_key_file": config["identity_file"],
+            "ansible_ssh_common_args": options,
+        }
+        for config in yaml.safe_load((workdir / "instance_config.yml").read_text())
+    }
 
 
 def remove_hosts(
@@ -251,13 +271,16 @@ def remove_hosts(
 
 
 @contextmanager
-def throwaway_hosts(names: list[str], workdir: Path, scenario: str = "pytest") -> Iterator[Path]:
-    """Start test bed hosts as Molecule does; yield an inventory that reaches them.
+def throwaway_hosts(
+    names: list[str], workdir: Path, scenario: str = "pytest", transport: str = "docker"
+) -> Iterator[Path]:
+    """Start test bed hosts as Molecule does; yield an inventory that reaches them (with
+    transport ssh: over SSH as deploy, who has sudo; the inventory says nothing of become).
 
     The hosts share the network `molecule-<scenario>`; they, their Docker volumes and
     the network are removed on the way out, also when the body fails.
     """
-    state, env = _testbed_state(names, workdir, scenario)
+    state, env = _testbed_state(names, workdir, scenario, transport)
     inventory = workdir / "inventory.yml"
     inventory.write_text(
         json.dumps({"all": {"hosts": {n: {"ansible_connection": "community.docker.docker"} for n in names}}})
@@ -266,6 +289,8 @@ def throwaway_hosts(names: list[str], workdir: Path, scenario: str = "pytest") -
         # The inventory lacks localhost: the implicit one runs the controller's Python.
         created = ansible_playbook(RESOURCES / "create.yml", inventory, extra_vars=state, env=env)
         assert created.returncode == 0, created.stdout + created.stderr
+        if transport == "ssh":
+            inventory.write_text(json.dumps({"all": {"hosts": _ssh_inventory(workdir)}}))
         yield inventory
     finally:
         remove_hosts(names, workdir, scenario)
