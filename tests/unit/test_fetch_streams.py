@@ -29,7 +29,7 @@ def _fetches() -> list[tuple[Path, dict[str, Any]]]:
 
 
 def test_only_the_fetch_role_fetches() -> None:
-    assert [path.relative_to(REPO).as_posix() for path, _ in _fetches()] == ["roles/fetch/tasks/main.yml"]
+    assert [path.relative_to(REPO).as_posix() for path, _task in _fetches()] == ["roles/fetch/tasks/main.yml"]
 
 
 def _id(value: object) -> str:
