@@ -3,8 +3,8 @@
 # Debian packages, a running Docker daemon, the base images (from debootstrap and
 # Debian's mirror; the Rust builder also takes this machine's rustup toolchain and
 # the Rust crate registry's crates), the Python venv and the venv of the oldest
-# ansible-core for sanity. Each step is skipped when its result is already there, so a
-# second run takes seconds. Usage: setup.sh [debs|daemon|images|venv|core-venv|all]...
+# ansible-core for sanity and one scenario. Each step is skipped when its result is
+# already there, so a second run takes seconds. Usage: setup.sh [debs|daemon|images|venv|core-venv|all]...
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -227,10 +227,16 @@ step_archives() {
   done
 }
 
-# A venv from a pinned requirements file, made again when the file changes.
+# A venv from a pinned requirements file, made again when the file changes. With a
+# fifth argument, also the collections of the dev venv's `ansible` package (the line of
+# requirements-dev.txt), without its dependencies: that package pins the dev venv's
+# ansible-core, and a venv of another core wants the same collections.
 make_venv() {
-  local venv=$1 req=$2 probe=$3 stamp=$1/.requirements.sha256 sum
-  sum=$(sha256sum "$req" | cut -d' ' -f1)
+  local venv=$1 req=$2 probe=$3 collections=${4:-} stamp=$1/.requirements.sha256 sum line=
+  if [ -n "$collections" ]; then
+    line=$(grep -E '^ansible==' "$root/requirements-dev.txt")
+  fi
+  sum=$( (cat "$req"; echo "$line") | sha256sum | cut -d' ' -f1)
   if [ -x "$venv/bin/$probe" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$sum" ]; then
     log "Python venv up to date ($venv)"
     return
@@ -239,6 +245,9 @@ make_venv() {
   "$python" -m venv "$venv"
   quietly "$venv/bin/pip" install --disable-pip-version-check --upgrade pip
   quietly "$venv/bin/pip" install --disable-pip-version-check -r "$req"
+  if [ -n "$line" ]; then
+    quietly "$venv/bin/pip" install --disable-pip-version-check --no-deps "$line"
+  fi
   echo "$sum" >"$stamp"
 }
 
@@ -247,9 +256,11 @@ step_venv() {
 }
 
 # ansible-core 2.17, the oldest release meta/runtime.yml allows, for ansible-test sanity
-# (tools/sanity.sh). The newest (2.21, Python >= 3.12) is the image local/ansible-core-2.21.
+# (tools/sanity.sh) and the `default` scenario (tools/scenario-on-core.sh), with the
+# collections that scenario uses. The newest (2.21, Python >= 3.12) is the image
+# local/ansible-core-2.21.
 step_core_venv() {
-  make_venv "$core_venv" "$here/requirements-core-2.17.txt" ansible-test
+  make_venv "$core_venv" "$here/requirements-core-2.17.txt" molecule collections
 }
 
 [ $# -gt 0 ] || set -- all
