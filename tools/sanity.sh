@@ -3,8 +3,8 @@
 #   2.17  the oldest meta/runtime.yml allows: .venv-core2.17 (tests/testbed/setup.sh), this
 #         machine's Python;
 #   2.19  the development venv's (.venv, requirements-dev.txt);
-#   2.21  the newest: it needs Python >= 3.12, so it runs in the test bed image
-#         local/ansible-core-2.21 (Debian 13, Python 3.13; tests/testbed/images/).
+#   2.21  the newest meta/runtime.yml allows: it needs Python >= 3.12, so it runs in the
+#         test bed image local/ansible-core-2.21 (Debian 13, Python 3.13; tests/testbed/images/).
 # Each run says which ansible-core and Python it used and how long it took; the script
 # fails when any run fails, after running them all.
 # Usage: tools/sanity.sh [CORE...] [ANSIBLE-TEST SANITY ARGS...]
@@ -41,23 +41,6 @@ PY
   mkdir -p "$cache"
   install -m 0644 tests/testbed/get_pip_offline.py "$cache/get_pip_${pip_version//./_}.py"
   echo "==> $(ansible-test --version), Python $("$python" -c 'import platform; print(platform.python_version())') ($python)"
-  # A core newer than meta/runtime.yml's range (sanity runs ahead of the scenarios): in this
-  # copy only, the range loses its upper bound, or ansible-doc's "does not support Ansible
-  # version" warning fails its test. The repository's range stays what the scenarios test.
-  "$python" - <<'RANGE'
-import pathlib, re
-import yaml
-from ansible.release import __version__
-from packaging.specifiers import SpecifierSet
-path = pathlib.Path("meta/runtime.yml")
-text = path.read_text()
-declared = yaml.safe_load(text)["requires_ansible"]
-if __version__ not in SpecifierSet(declared):
-    lower = ",".join(s.strip() for s in declared.split(",") if s.strip().startswith(">"))
-    path.write_text(re.sub(r"^requires_ansible:.*$", f'requires_ansible: "{lower}"', text, count=1, flags=re.M))
-    print(f'==> ansible-core {__version__} is outside requires_ansible "{declared}": checked ahead of'
-          f' support, with "{lower}" in this copy only')
-RANGE
   ansible-test sanity --python "$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')" \
     --color no "$@"
 }
