@@ -205,7 +205,18 @@ def test_the_installed_collection_runs_the_site_playbook(
     installed = tmp_path / "collections"
     clean = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
     subprocess.run(
-        ["ansible-galaxy", "collection", "install", "--no-deps", "-p", str(installed), str(tarball)],
+        # --force: without it ansible-galaxy installs nothing when a collection of the same
+        # version is on the default collections path (seen: "Nothing to do", an empty path).
+        [
+            "ansible-galaxy",
+            "collection",
+            "install",
+            "--no-deps",
+            "--force",
+            "-p",
+            str(installed),
+            str(tarball),
+        ],
         check=True,
         env=clean,
         cwd=tmp_path,
