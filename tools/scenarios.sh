@@ -39,9 +39,12 @@ if [ "$rc" -ne 0 ]; then
   for scenario in "$@"; do
     grep -qE 'Molecule executed .*failed' "$logs/$scenario.log" 2>/dev/null || continue
     echo "--- $scenario"
-    # Molecule frames the output of its steps (colours, a bar): without them first.
+    # Molecule frames the output of its steps (colours, a bar) and wraps long lines, the
+    # rest indented by two spaces: without the frame, and each wrapped line whole, first.
     sed -E 's/\x1b\[[0-9;]*m//g; s/^[[:space:]]*│ ?//' "$logs/$scenario.log" |
-      grep -aE '^(FAILED|ERROR) |^_+ test|^fatal: |^failed: |^=+ .*(passed|failed)' | grep -v RETRYING |
+      awk 'NR > 1 && /^  [^ ]/ { line = line " " substr($0, 3); next } NR > 1 { print line } { line = $0 }
+           END { print line }' |
+      grep -aE '^(FAILED|ERROR) |^_+ .*test|^fatal: |^failed: |^=+ .*(passed|failed)' | grep -v RETRYING |
       cut -c1-400 | tail -n 40 || true
   done
 fi
