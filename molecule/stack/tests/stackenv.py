@@ -7,10 +7,12 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import testinfra
 import testinfra.host
 import testinfra.utils.ansible_runner
+import yaml
 from testlib import REPO, expected_hosts, leaked_secrets, run_ok
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
@@ -43,6 +45,13 @@ SECRETS = [
     VARS["stack_api_password"],
     VARS["stack_secret_environment"]["CRYPTOPANIC_API_KEY"],
 ]
+
+
+def setting(name: str) -> Any:  # noqa: ANN401 (a setting is any YAML value)
+    """A stack role setting as stack-a has it: the scenario's inventory, else the role's default."""
+    if name in VARS:
+        return VARS[name]
+    return yaml.safe_load((REPO / "roles" / "stack" / "defaults" / "main.yml").read_text())[name]
 
 
 def current_release(host: testinfra.host.Host) -> dict[str, object]:

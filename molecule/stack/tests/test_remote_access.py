@@ -18,18 +18,17 @@ from pathlib import Path
 import pyte
 import pytest
 import testinfra.host
-import yaml
 from stackenv import (
     API_LOGIN,
     BACKTEST_LOGIN,
     LIVE_TUI,
     STACK_HOSTS,
     TUI_LOGIN,
-    VARS,
     attacker,
     release_file,
+    setting,
 )
-from testlib import REPO, run_ok
+from testlib import run_ok
 
 testinfra_hosts = STACK_HOSTS
 TUI = "https://stack-a:7681"
@@ -253,8 +252,7 @@ def test_testssl_finds_nothing_wrong_and_the_suites_of_the_profile(outside: test
             version, code = f["id"].removeprefix("cipher-").rsplit("_", 1)
             words = f["finding"].split()
             offered[version].add(words[words.index(code) + 1])
-    defaults = yaml.safe_load((REPO / "roles/stack/defaults/main.yml").read_text())
-    configured = VARS.get("stack_tls_ciphers", defaults["stack_tls_ciphers"])
+    configured = setting("stack_tls_ciphers")
     assert offered == {"tls1_2": {c for c in configured if "-ECDSA-" in c}, "tls1_3": TLS13_SUITES}
 
 
@@ -294,9 +292,7 @@ def test_a_flood_of_wrong_logins_is_cut_off_before_the_check_and_delays_no_other
     at most what stack_proxy_rate_limit and stack_proxy_rate_burst let through: the rest
     were answered 429 before any password was checked. Without limit_req all 200 were
     checked (the count assertion fails)."""
-    defaults = yaml.safe_load((REPO / "roles/stack/defaults/main.yml").read_text())
-    rate = int(VARS.get("stack_proxy_rate_limit", defaults["stack_proxy_rate_limit"]))
-    burst = int(VARS.get("stack_proxy_rate_burst", defaults["stack_proxy_rate_burst"]))
+    rate, burst = int(setting("stack_proxy_rate_limit")), int(setting("stack_proxy_rate_burst"))
     flood = (
         "start=$(date +%s.%N); curl -s --cacert /root/stack-ca.pem -K /root/wrong.curlrc"
         f" --rate {FLOOD_RATE}/s -o /dev/null -w '%{{http_code}}\\n' '{TUI}/?try=[1-{FLOOD}]'"
