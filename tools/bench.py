@@ -43,7 +43,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import bench_parse as bp
-from bench_report import Machine, Measure, Report, Strategy, render
+from bench_report import Machine, Measure, Report, Strategy, keep_suite_section, render
 from testlib import REPO, ansible_playbook, recap, remove_hosts, throwaway_hosts
 
 HOSTS = ["bench-a", "bench-b", "bench-c"]
@@ -430,7 +430,8 @@ def main() -> int:
     except BenchError as error:
         log(f"benchmark failed: {error}")
         return 1
-    args.output.write_text(render(report))
+    previous = args.output.read_text() if args.output.exists() else ""
+    args.output.write_text(keep_suite_section(render(report), previous))
     log(f"wrote {args.output}")
     return 1 if report.fleet_error else 0
 

@@ -9,7 +9,7 @@ from testlib import REPO
 sys.path.insert(0, str(REPO / "tools"))
 
 import bench_parse as bp
-from bench_report import Machine, Measure, Report, Strategy, render
+from bench_report import SUITE_SECTION, Machine, Measure, Report, Strategy, keep_suite_section, render
 
 
 def _report(noop: float, three: float) -> Report:
@@ -82,3 +82,15 @@ def test_compares_the_build_strategies_against_the_target() -> None:
         "| 20.0% | <= 15% | **missed** |" in text
     )
     assert "| cargo-chef: one-line change | 80.0 |" in text
+
+
+def test_a_new_report_keeps_the_test_suite_section_measured_by_hand() -> None:
+    suite = f"{SUITE_SECTION}\n\n| lane | step | time |\n| --- | --- | --- |\n| all | make test | 59 min |\n"
+    previous = "# Deploy benchmark\n\nold figures\n\n" + suite
+    kept = keep_suite_section("# Deploy benchmark\n\nnew figures\n", previous)
+    assert kept == "# Deploy benchmark\n\nnew figures\n\n" + suite
+    assert keep_suite_section("# Deploy benchmark\n", "") == "# Deploy benchmark\n"
+
+
+def test_the_committed_report_has_the_test_suite_section() -> None:
+    assert SUITE_SECTION in (REPO / "docs" / "benchmarks.md").read_text()
