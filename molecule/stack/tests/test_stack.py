@@ -445,6 +445,29 @@ def test_a_release_whose_daemon_exits_is_put_back_whole(host: testinfra.host.Hos
 
 
 @pytest.mark.disruptive
+def test_a_settings_only_release_the_app_rejects_is_put_back_whole(
+    host: testinfra.host.Host, tmp_path: Path
+) -> None:
+    """Only a setting changes (the image stays), and the daemon rejects it at start (a config
+    template without [database]): the run fails, and the previous release runs again with its
+    own files, healthy; the database, whose files did not change, is the same container
+    throughout. The new settings never reach the put-back."""
+    before = release_state(host)
+    template = tmp_path / "Config.toml.j2"
+    template.write_text('[server]\nhost = "0.0.0.0"\nport = 8080\n')
+    result = ansible_playbook(
+        REPO / "molecule" / "stack" / "converge.yml",
+        INVENTORY,
+        extra_vars={"stack_config_template": str(template), "stack_health_timeout": 60},
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert "Failed to load configuration: [database]" in out
+    assert_put_back(host, before, out)  # the same image throughout, the release's own files
+    assert ids(host)[DB] == before["ids"][DB]  # type: ignore[index]
+
+
+@pytest.mark.disruptive
 def test_database_image_that_fails_puts_the_previous_release_back_with_the_data(
     host: testinfra.host.Host,
 ) -> None:
