@@ -32,7 +32,7 @@ def test_dockerfile_cache_mounts_and_checked_ttyd_release(tmp_path: Path) -> Non
     assert "# syntax=" not in dockerfile.lower()
     assert "FROM rust:1.91.1-trixie AS builder" in dockerfile
     assert "--mount=type=cache,id=algo-trade-target,target=/src/target" in dockerfile
-    assert "SQLX_OFFLINE=true cargo build --release --locked --bin algo-trade" in dockerfile
+    assert "SQLX_OFFLINE=true cargo-locked cargo build --release --locked --bin algo-trade" in dockerfile
     assert "FROM debian:trixie-slim AS runtime" in dockerfile
     assert (
         "ADD --checksum=sha256:8a217c968aba172e0dbf3f34447218dc015bc4d5e59bf51db2f2cd12b7be4f55 "
@@ -55,7 +55,7 @@ def test_dockerfile_cargo_chef_strategy_by_default(tmp_path: Path) -> None:
     assert "cargo install --locked cargo-chef@0.1.78" in dockerfile
     assert "FROM chef AS planner" in dockerfile
     assert "cargo chef prepare --recipe-path recipe.json" in dockerfile
-    assert "cargo chef cook --release --locked --recipe-path recipe.json" in dockerfile
+    assert "cargo-locked cargo chef cook --release --locked --recipe-path recipe.json" in dockerfile
     assert "RUSTC_WRAPPER=sccache" in dockerfile
     assert "COPY --from=builder /out/algo-trade /usr/local/bin/algo-trade" in dockerfile
 
@@ -76,7 +76,8 @@ def test_dockerfile_for_a_source_without_lock_or_query_cache(tmp_path: Path, str
     assert copies >= 1
     assert dockerfile.count("COPY src/ ./\nCOPY Cargo.lock.generated ./Cargo.lock\n") == copies
     assert dockerfile.count("--mount=type=secret,id=database_url,required=true") == 1
-    assert 'DATABASE_URL="$(cat /run/secrets/database_url)" cargo build --release --locked' in dockerfile
+    build = 'DATABASE_URL="$(cat /run/secrets/database_url)" cargo-locked cargo build --release --locked'
+    assert build in dockerfile
     assert "SQLX_OFFLINE" not in dockerfile
     assert "ARG " not in dockerfile
     assert "ENV DATABASE_URL" not in dockerfile
