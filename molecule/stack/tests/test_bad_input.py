@@ -336,12 +336,25 @@ def refusals(tmp_path_factory: pytest.TempPathFactory) -> Refusals:
     return Refusals(tmp_path_factory.mktemp("bad-input"))
 
 
+# ports-clash sets stack_tui_port, the default of the live-bot terminal's port: the refusal
+# names that port (stack_services.live-bot-tui.terminal.port) and stack_api_port.
+ALSO_NAMED = {"ports-clash": ["stack_api_port"]}
+
+
+def names(settings: dict[str, Any]) -> set[str]:
+    """What a refusal of these settings may call them: the variables, and stack_services for
+    stack_services_overrides (the refusal names the merged service, stack_services.NAME)."""
+    return {"stack_services" if key == "stack_services_overrides" else key for key in settings}
+
+
 @pytest.mark.parametrize(("name", "settings", "message"), CASES, ids=[c[0] for c in CASES])
 def test_refused_in_preflight(refusals: Refusals, name: str, settings: dict[str, Any], message: str) -> None:
     stats = refusals.document["stats"][alias(name)]
     refusal = refusals.refusal(name)
     assert stats["failures"] == 1, (stats, refusals.output[-3000:])
     assert message in refusal, refusal[-3000:]
+    # Whatever the row's text, the refusal names a variable the case sets.
+    assert any(n in refusal for n in names(settings) | set(ALSO_NAMED.get(name, []))), refusal[-3000:]
     assert stats["changed"] == 0, stats
 
 
