@@ -119,6 +119,7 @@ class Run:
     load_before: str
     load_after: str
     cpu: float
+    host_cpu: float
 
     @property
     def changed(self) -> int:
@@ -140,6 +141,31 @@ def controller_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def cgroup_cpu(container: str) -> float:
+    """CPU seconds a test host's cgroup has used so far: the host's own processes and the
+    stack's containers inside it (its engine's cgroups are below the host's). cgroup v2,
+    or the unified hierarchy of a hybrid v1 machine."""
+    pid, cid = sh("docker", "inspect", "-f", "{{.State.Pid}} {{.Id}}", container).split()
+    # The host's systemd moves itself to a cgroup below the container's (init.scope): the
+    # container's own is the one its ID names (/docker/ID, /system.slice/docker-ID.scope).
+    own = next(
+        line.split("::", 1)[1]
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        if line.startswith("0::")
+    ).split("/")
+    path = "/".join(own[: next(i for i, part in enumerate(own) if cid in part) + 1])
+    for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+        stat = root / path.lstrip("/") / "cpu.stat"
+        if stat.exists():
+            usage = next(line for line in stat.read_text().splitlines() if line.startswith("usage_usec "))
+            return int(usage.split()[1]) / 1e6
+    raise BenchError(f"no cgroup cpu.stat for {container} ({path})")
+
+
+def hosts_cpu(hosts: list[str]) -> float:
+    return sum(cgroup_cpu(h) for h in hosts)
+
+
 @dataclass
 class Bench:
     inventory: Path
@@ -150,7 +176,7 @@ class Bench:
         """One timed site.yml run with profile_tasks; its output goes to the log directory."""
         log(f"{label}: site.yml on {', '.join(hosts)}")
         before = loadavg()
-        cpu_before = controller_cpu()
+        cpu_before, hosts_before = controller_cpu(), hosts_cpu(hosts)
         start = time.monotonic()
         result = ansible_playbook(
             SITE,
@@ -166,7 +192,7 @@ class Bench:
             },
         )
         seconds = time.monotonic() - start
-        cpu = controller_cpu() - cpu_before
+        cpu, host_cpu = controller_cpu() - cpu_before, hosts_cpu(hosts) - hosts_before
         logfile = self.logs / f"{len(self.runs) + 1:02d}-{label.replace(' ', '-')}.log"
         logfile.write_text(result.stdout + result.stderr)
         if result.returncode != 0:
@@ -179,6 +205,7 @@ class Bench:
             before,
             loadavg(),
             cpu,
+            host_cpu,
         )
         if expect_no_change and run.changed:
             changed = {h: r["changed"] for h, r in run.recaps.items() if r["changed"]}

@@ -31,7 +31,7 @@ def _report(noop: float, three: float) -> Report:
         base_size=257_000_000,
         cold_third=Measure(600.0, 70, "2.2", "3.0", 120.0),
         noop_one=Measure(noop, 0, "3.0", "3.0", 12.5),
-        noop_three=Measure(three, 0, "3.0", "3.1", 37.5),
+        noop_three=Measure(three, 0, "3.0", "3.1", 37.5, host_cpu=10.5),
         noop_three_times=times,
     )
 
@@ -51,10 +51,23 @@ def test_counts_the_tasks_of_the_no_op() -> None:
     assert "| Tasks that no-op ran on the host | 88 (49 more skipped) | | |" in text
 
 
-def test_each_run_shows_the_controller_cpu() -> None:
+def test_each_run_shows_the_controller_and_hosts_cpu() -> None:
     text = render(_report(noop=29.0, three=40.0))
-    assert "| run | seconds | controller CPU seconds | load average before | after |" in text
-    assert "| no-op three hosts | 40.0 | 37.5 | 3.0 | 3.1 |" in text
+    assert (
+        "| run | seconds | controller CPU seconds | hosts' CPU seconds | load average before | after |"
+        in text
+    )
+    assert "| no-op three hosts | 40.0 | 37.5 | 10.5 | 3.0 | 3.1 |" in text
+
+
+def test_the_three_host_no_op_states_its_cpu_floor() -> None:
+    """(37.5 + 10.5) CPU seconds over the machine's 2 cores: 24 s at the least, 0.83x the
+    one-host run of 29 s."""
+    text = render(_report(noop=29.0, three=40.0))
+    assert (
+        "| of which the CPU alone needs, on 2 cores shared by controller and hosts | "
+        "(37.5 s controller + 10.5 s hosts) / 2 = 24.0 s = 0.83x one host | | |"
+    ) in text
 
 
 def test_says_whether_the_machine_was_shared() -> None:
