@@ -312,3 +312,50 @@ def test_daemon_restarts_only_when_daemon_json_changes(
     assert document["stats"]["docker-a"]["changed"] == 0
     assert daemon(docker_a) == restored
     assert_still_running(docker_a, sentinel)
+
+
+def test_what_was_changed_by_hand_is_put_back_and_only_that(
+    docker_a: testinfra.host.Host, sentinel: dict[str, Any]
+) -> None:
+    """Preflight reads the host once (packages, version hold, /etc/docker, daemon.json,
+    the service, the versions, the docker group) and a step runs only where that read
+    says the host differs: each thing an operator changed by hand is put back by its own
+    step, the others do not run, and the run after that changes nothing.
+
+    Seen to fail with the enable step gated on a read that never differs (`when: false`):
+    the other four steps and the restart put theirs back, the service stayed disabled."""
+    before = daemon(docker_a)
+    run_ok(
+        docker_a,
+        "touch /etc/apt/preferences.d/algotrade-docker.pref && chmod 0700 /etc/docker"
+        " && systemctl disable docker && gpasswd -d trader docker"
+        ' && sed -i \'s/"live-restore": true/"live-restore": true, "debug": false/\' /etc/docker/daemon.json',
+    )
+    try:
+        result, document = role_run(extra_vars={})
+        assert result.returncode == 0, result.stdout
+        changed = sorted(
+            t["name"].split(" : ")[-1] for t in tasks_run(document, "docker-a") if t["result"].get("changed")
+        )
+        assert changed == [
+            "Restart docker",
+            "configure | Create /etc/docker",
+            "configure | Write daemon.json",
+            "install | Release any engine version hold",
+            "service | Enable Docker at boot and start it",
+            "users | Add the docker users to the docker group",
+        ]
+        assert not docker_a.file("/etc/apt/preferences.d/algotrade-docker.pref").exists
+        assert docker_a.file("/etc/docker").mode == 0o755
+        assert docker_a.service("docker").is_enabled
+        assert "docker" in docker_a.user("trader").groups
+        assert daemon(docker_a)["daemon.json"] == before["daemon.json"]
+        assert_still_running(docker_a, sentinel)
+        # The read itself and the checks run; nothing else on the host.
+        again, document = role_run(extra_vars={})
+        assert again.returncode == 0, again.stdout
+        assert document["stats"]["docker-a"]["changed"] == 0
+        ran = {t["name"].split(" : ")[-1] for t in tasks_run(document, "docker-a")}
+        assert not ran & set(changed), ran & set(changed)
+    finally:
+        docker_a.run("systemctl enable docker; chmod 0755 /etc/docker; adduser trader docker")
