@@ -67,6 +67,21 @@ def test_a_stale_lock_is_broken_by_its_run_id_only(tmp_path: Path) -> None:
     assert not lock.exists(), "broken, then taken and released by this run"
 
 
+def test_the_first_lock_makes_its_directory_and_says_so(tmp_path: Path) -> None:
+    """A host deployed to for the first time: the lock's directory is made (0750), the one
+    change the lock reports; after that, taking and releasing it change nothing."""
+    lock = tmp_path / "project" / "deploy.lock"
+    rc, out = run(tmp_path, lock, "")
+    assert rc == 0, out[-3000:]
+    assert "h1 : ok=" in out
+    assert " changed=1 " in out, out[-1000:]
+    assert (lock.parent.stat().st_mode & 0o777) == 0o750
+    assert not lock.exists()
+    rc, out = run(tmp_path, lock, "")
+    assert rc == 0, out[-3000:]
+    assert " changed=0 " in out, out[-1000:]
+
+
 @pytest.mark.parametrize(("content", "why"), [("", "empty"), ('{"id": "01234', "not JSON (cut short?)")])
 def test_a_corrupt_lock_is_refused_by_name_and_broken_by_corrupt(
     tmp_path: Path, content: str, why: str
