@@ -583,3 +583,36 @@ def test_failed_host_stops_the_rollout_in_a_batch_of_several(
     assert "FAILED" in lines["fleet-b"]
     assert "not reached" in lines["fleet-c"]
     no_locks_left(hosts)
+
+
+def docker_daemon(host: testinfra.host.Host) -> str:
+    """daemon.json's digest and the running dockerd's PID."""
+    return run_ok(
+        host, "sha256sum /etc/docker/daemon.json && systemctl show -p MainPID --value docker.service"
+    ).strip()
+
+
+def test_a_setting_the_deployed_stack_forbids_stops_the_run_before_any_play_changes_a_host(
+    hosts: dict[str, testinfra.host.Host], tmp_path: Path
+) -> None:
+    """Another database name on fleet-b (its database was made with the first), in the same
+    run as a Docker daemon option for every host: the host's checks against its deployed
+    stack refuse it in the preflight, before the docker play. No host's daemon.json or
+    dockerd changes, nor its containers; the run reports no change on any host.
+
+    Seen to fail on the demo host with the preflight's play of these checks taken out: the
+    docker play wrote daemon.json and restarted dockerd before the stack's checks refused."""
+    daemons = {name: docker_daemon(host) for name, host in hosts.items()}
+    before = fleet(hosts)
+    inventory = with_host_vars(tmp_path, {"fleet-b": "stack_db_name: algo_other\n"})
+    result, document = run_json(SITE, inventory, extra_vars={"docker_daemon_options": {"debug": True}})
+    out = result.stdout + result.stderr
+    keep("refused-deployed-setting", out)
+    assert result.returncode != 0, out[-5000:]
+    (refusal,) = failures(document, "fleet-b")
+    assert "stack_db_name=algo_other, but the database of the stack on fleet-b was made as" in refusal
+    assert {name: document["stats"][name]["changed"] for name in HOSTS} == dict.fromkeys(HOSTS, 0)
+    assert "Install and configure Docker Engine" not in [play["play"]["name"] for play in document["plays"]]
+    assert {name: docker_daemon(host) for name, host in hosts.items()} == daemons
+    assert fleet(hosts) == before
+    no_locks_left(hosts)
