@@ -1,11 +1,13 @@
 """The preflight playbook refuses a run before any host changes, naming the file or variable and the fix.
 
-Hosts are described only (connection local): the checks reach no host.
+Hosts are described only (connection local, without become): the one play that reads the
+hosts, for a stack deployed on them, reads this machine, where none is.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,18 @@ def inventory(tmp_path: Path, group_vars: dict[str, object], vault: str | None =
     root = tmp_path / "inventory"
     (root / "group_vars" / "all").mkdir(parents=True)
     (root / "hosts.yml").write_text(
-        json.dumps({"all": {"hosts": {"h1": {}, "h2": {}}, "vars": {"ansible_connection": "local"}}})
+        json.dumps(
+            {
+                "all": {
+                    "hosts": {"h1": {}, "h2": {}},
+                    "vars": {
+                        "ansible_connection": "local",
+                        "ansible_become": False,
+                        "ansible_python_interpreter": sys.executable,
+                    },
+                }
+            }
+        )
     )
     (root / "group_vars" / "all" / "vars.yml").write_text(json.dumps({**GOOD, **group_vars}))
     if vault is not None:
