@@ -1,3 +1,5 @@
+# Copyright: algotrade.deploy maintainers
+# MIT License (see LICENSE)
 """Lookup: the vault files of inventory directories, each with whether it is encrypted and
 whether a public example password opens it (in-process on the controller: no module runs)."""
 
@@ -5,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: vault_files
-author: algotrade.deploy maintainers
+author: algotrade.deploy maintainers (@algotrade)
 version_added: 0.1.0
 short_description: The vault files of inventory directories, encrypted or not, and with what
 description:
