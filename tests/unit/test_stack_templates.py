@@ -56,6 +56,9 @@ def test_dockerfile_cargo_chef_strategy_by_default(tmp_path: Path) -> None:
     assert "FROM chef AS planner" in dockerfile
     assert "cargo chef prepare --recipe-path recipe.json" in dockerfile
     assert "cargo-locked cargo chef cook --release --locked --recipe-path recipe.json" in dockerfile
+    # The chef stage copies nothing: it builds alone, on the classic builder too (test_builder_tools).
+    chef_stage = dockerfile.split(" AS chef\n")[1].split("FROM chef AS planner")[0]
+    assert "COPY" not in chef_stage
     assert "RUSTC_WRAPPER=sccache" in dockerfile
     assert "COPY --from=builder /out/algo-trade /usr/local/bin/algo-trade" in dockerfile
 
