@@ -6,6 +6,7 @@ refusal must come before the role reads or changes anything on it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -396,14 +397,15 @@ def test_stack_preflight_refuses_what_the_deployed_stack_fixes(tmp_path: Path) -
     """A database name or user other than the running database's, and a project name or
     directory other than the deployed stack's (the stack role's local fact), are refused
     before the host changes; the same values pass. Seen to fail before these checks: the
-    runs went on (rc 0 in check mode)."""
+    runs went on (rc 0 in check mode); and, for the project, with the fact taken out of
+    the check (`__deployed: {}`)."""
     (tmp_path / "compose.yaml").write_text(
         "services:\n  db:\n    environment:\n      POSTGRES_DB: algo_trade\n      POSTGRES_USER: algo\n"
     )
-    deployed = {
-        "stack_project_dir": str(tmp_path),
-        "ansible_local": {"algotrade_deploy": {"project_name": "algo-trade", "project_dir": str(tmp_path)}},
-    }
+    # The stack role's local fact, in a file of the test's (the role's path is this machine's).
+    fact = tmp_path / "algotrade_deploy.fact"
+    fact.write_text(json.dumps({"project_name": "algo-trade", "project_dir": str(tmp_path)}))
+    deployed = {"stack_project_dir": str(tmp_path), "__stack_local_fact_file": str(fact)}
     rc, out = stack_check(tmp_path, **deployed, stack_db_name="algo_other", stack_db_user="trader")
     assert rc != 0, out
     assert (

@@ -192,37 +192,3 @@ def test_the_example_prod_inventory_is_refused_as_typed() -> None:
     assert result.returncode != 0, out
     assert "prod/group_vars/all/vault.yml is encrypted with the example password" in out
     assert "rollout |" not in out
-
-
-@pytest.mark.parametrize(
-    ("settings", "expected"),
-    [
-        pytest.param(
-            {"stack_project_name": "algo-other"},
-            "stack_project_name=algo-other and stack_project_dir=/opt/algo-trade would start a second one",
-            id="another-project-name",
-        ),
-        pytest.param(
-            {"stack_project_dir": "/opt/algo-other"},
-            "stack_project_name=algo-trade and stack_project_dir=/opt/algo-other would start a second one",
-            id="another-project-dir",
-        ),
-    ],
-)
-def test_a_second_stack_beside_the_deployed_one_is_refused(
-    tmp_path: Path, settings: dict[str, object], expected: str
-) -> None:
-    """The host's local fact (written when a release goes live) says where its stack lives:
-    another project name or directory would start a second stack beside it. The fact is
-    read from a file of the test's (the role's path, /etc/ansible/facts.d/, is this machine's).
-
-    Seen to fail with the fact taken out of the check (`__deployed: {}`): both cases passed."""
-    fact = tmp_path / "algotrade_deploy.fact"
-    fact.write_text(json.dumps({"project_name": "algo-trade", "project_dir": "/opt/algo-trade"}))
-    code, out = run(inventory(tmp_path, settings), __stack_local_fact_file=str(fact))
-    assert code != 0, out
-    assert "runs the stack algo-trade in /opt/algo-trade;" in out
-    assert expected in " ".join(out.split())
-    # The deployed stack's own name and directory pass.
-    code, out = run(inventory(tmp_path / "same", {}), __stack_local_fact_file=str(fact))
-    assert code == 0, out
