@@ -29,6 +29,7 @@ PROJECT = "/opt/algo-trade"
 SETTINGS = {
     "stack_ttyd_source": "image",
     "stack_db_password": "db-password-9f8e7d6c5b4a",
+    "stack_db_app_password": "db-app-password-3c2b1a0f9e",
     "stack_tui_password": "tui-password-0a1b2c3d4e5f",
     "stack_source": "git",
 }

@@ -79,6 +79,22 @@ from testlib import REPO, ansible_playbook, check_described_host
         ),
         pytest.param(
             "ops",
+            {
+                "ops_action": "rotate_db_password",
+                "stack_db_password": "a-real-db-password-42",
+                "stack_db_app_password": "a-real-db-password-42",
+            },
+            ["stack_db_app_password on described is the same as stack_db_password"],
+            id="rotate-app-to-the-admins",
+        ),
+        pytest.param(
+            "ops",
+            {"ops_action": "rotate_db_password", "stack_db_password": "a-real-db-password-42"},
+            ["rotate_db_password applies stack_db_app_password", "on described is empty"],
+            id="rotate-without-an-app-password",
+        ),
+        pytest.param(
+            "ops",
             {"ops_action": "logs", "ops_logs_lines": 0},
             ["ops_logs_lines=0 must be a positive number"],
             id="logs-no-lines",

@@ -27,6 +27,7 @@ STACK_ON_DEBIAN_12 = {
     "described_facts": DEBIAN_12,
     "stack_source_dir": str(REPO / "tests" / "sample-app"),
     "stack_ttyd_source": "image",
+    "stack_db_app_password": "a-real-app-password-42",
 }
 
 
@@ -114,6 +115,30 @@ TUI = {"stack_tui_password": "a-real-tui-password-42"}
             {"stack_db_password": "a-real-db-password-of\ntwo-lines-wrapped-42\n", **TUI},
             ["stack_db_password: holds a line break inside", "openssl rand -base64 24"],
             id="db-password-of-two-lines",
+        ),
+        pytest.param(
+            {"stack_db_password": "a-real-db-password-42", "stack_db_app_password": "", **TUI},
+            ["stack_db_app_password on ", " is empty", "vault_stack_db_app_password"],
+            id="app-password-missing",
+        ),
+        pytest.param(
+            {
+                "stack_db_password": "the-same-password-42",
+                "stack_db_app_password": "the-same-password-42\n",
+                **TUI,
+            },
+            ["stack_db_app_password: must differ from stack_db_password"],
+            id="app-password-is-the-admins",
+        ),
+        pytest.param(
+            {"stack_db_password": "a-real-db-password-42", "stack_db_app_user": "algo", **TUI},
+            ["stack_db_app_user: must differ from stack_db_user (algo)"],
+            id="app-user-is-the-admin",
+        ),
+        pytest.param(
+            {"stack_db_password": "a-real-db-password-42", "stack_db_app_user": "pg_app", **TUI},
+            ["stack_db_app_user: must be a PostgreSQL name without quoting, not starting with pg_"],
+            id="app-user-reserved",
         ),
     ],
 )

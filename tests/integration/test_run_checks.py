@@ -19,6 +19,7 @@ GOOD = {
     "stack_source_dir": str(REPO / "tests" / "sample-app"),
     "stack_ttyd_source": "image",
     "stack_db_password": "db-password-9f8e7d6c5b4a",
+    "stack_db_app_password": "db-app-password-3c2b1a0f9e",
     "stack_tui_password": "tui-password-0a1b2c3d4e5f",
 }
 
@@ -94,6 +95,7 @@ def test_a_passed_preflight_shows_no_secret(tmp_path: Path, args: tuple[str, ...
     assert result.returncode == 0, out[-3000:]
     secrets = [
         GOOD["stack_db_password"],
+        GOOD["stack_db_app_password"],
         GOOD["stack_tui_password"],
         "api-password-5d4c3b2a1f0e",
         "7e" * 32,
@@ -163,6 +165,7 @@ def test_refused(
         "changeme-changeme-changeme",
         "short-pw",
         GOOD["stack_db_password"],
+        GOOD["stack_db_app_password"],
         GOOD["stack_tui_password"],
     ):
         assert value not in out

@@ -47,7 +47,7 @@ def test_only_trailing_line_breaks_go(given: object, read: str) -> None:
 
 # The single-line secrets and where a raw use would let a trailing newline through.
 SECRETS = re.compile(
-    r"(?<![\w.])(stack_db_password|stack_tui_password|stack_api_password"
+    r"(?<![\w.])(stack_db_password|stack_db_app_password|stack_tui_password|stack_api_password"
     r"|stack_hyperliquid_private_key|stack_hyperliquid_api_wallet_key|stack_hyperliquid_account_address)\b"
 )
 THROUGH_THE_RULE = re.compile(r"\s*(\|\s*default\([^()]*\)\s*)?\|\s*algotrade\.deploy\.secret_text\b")

@@ -331,14 +331,31 @@ def test_the_app_config_carries_a_hostile_database_password_whole(tmp_path: Path
     config = render(
         "Config.toml.j2",
         tmp_path,
-        stack_db_password=HOSTILE[-1],
-        stack_db_user="algo user",
+        stack_db_password="admin-password-0123456789",  # noqa: S106
+        stack_db_app_password=HOSTILE[-1],
+        stack_db_app_user="algo user",
         stack_db_name="algo/trade",
         stack_tui_password="y" * 24,
         stack_api_password="z" * 24,
     )
     url = tomllib.loads(config)["database"]["url"]
     assert parsed(url) == ("algo user", HOSTILE[-1], "algo/trade", "db", 5432)
+
+
+def test_the_app_logs_in_as_its_own_role_not_the_admin(tmp_path: Path) -> None:
+    """The app's URL names stack_db_app_user with its password: neither the admin's name
+    (stack_db_user, the database's superuser) nor its password is in the app's config.
+    Seen to fail with the URL of before (stack_db_user, stack_db_password)."""
+    config = render(
+        "Config.toml.j2",
+        tmp_path,
+        stack_db_password="admin-password-0123456789",  # noqa: S106
+        stack_db_app_password="app-password-0123456789",  # noqa: S106
+        stack_tui_password="y" * 24,
+        stack_api_password="z" * 24,
+    )
+    assert parsed(tomllib.loads(config)["database"]["url"])[:2] == ("algo_app", "app-password-0123456789")
+    assert "admin-password" not in config
 
 
 def test_the_app_config_carries_hostile_bots_whole(tmp_path: Path) -> None:
@@ -366,7 +383,7 @@ def test_the_app_config_carries_hostile_bots_whole(tmp_path: Path) -> None:
     assert config["bots"] == bots
     assert config["server"] == {"host": "0.0.0.0", "port": 8080}  # noqa: S104
     assert config["database"]["max_connections"] == 10
-    assert config["database"]["url"].startswith("postgresql://algo:")
+    assert config["database"]["url"].startswith("postgresql://algo_app:")
     assert set(config["hyperliquid"]) == {"api_url", "ws_url"}
 
 
@@ -391,17 +408,17 @@ def test_the_app_config_url_has_the_password_without_its_newline(tmp_path: Path,
     `ansible-vault encrypt_string --stdin-name` stores: the URL, parsed as RFC 3986 userinfo
     (urllib's split, then percent-decoding, as the url crate and sqlx do), gives the password
     without the newline, as the PostgreSQL image reads its password file. Seen to fail with
-    __stack_database_url given stack_db_password itself (the URL ended in %0A)."""
+    __stack_database_url given the password itself (the URL ended in %0A)."""
     password = "pw/+=@:%#?&x-0123456789"  # noqa: S105
     config = render(
         "Config.toml.j2",
         tmp_path,
-        stack_db_password=password + ending,
+        stack_db_app_password=password + ending,
         stack_tui_password="y" * 24,
         stack_api_password="z" * 24,
     )
     url = tomllib.loads(config)["database"]["url"]
-    assert parsed(url) == ("algo", password, "algo_trade", "db", 5432)
+    assert parsed(url) == ("algo_app", password, "algo_trade", "db", 5432)
 
 
 HOSTILE_HEALTH_PATH = "/api/bots?q='$(touch {canary})'&r=\"`touch {canary}`\";touch {canary}%2F%s"

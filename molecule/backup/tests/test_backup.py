@@ -50,19 +50,37 @@ VARS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables(HOS
 # the role strips everywhere (filter secret_text), as the PostgreSQL image does.
 OLD_DB_PASSWORD = VARS["stack_db_password"].rstrip("\r\n")
 NEW_DB_PASSWORD = VARS["rotated_db_password"].rstrip("\r\n")
-assert "\n" in VARS["rotated_db_password"], "the scenario's passwords must end with a newline"
-# The password the failing rotations below try (never applied): it reaches the runs in a
+# The app role's (stack_db_app_user, algo_app): the side effect rotates both.
+OLD_APP_PASSWORD = VARS["stack_db_app_password"].rstrip("\r\n")
+NEW_APP_PASSWORD = VARS["rotated_db_app_password"].rstrip("\r\n")
+for name in ("rotated_db_password", "stack_db_app_password", "rotated_db_app_password"):
+    assert "\n" in VARS[name], "the scenario's passwords must end with a newline"
+APP_ROLE = "algo_app"
+# The passwords the failing rotations below try (never applied): they reach the runs in a
 # vars file, not on an argv.
 THIRD_DB_PASSWORD = "molecule-db-pw-third/7c+e=9d"  # noqa: S105 (a test secret)
-SECRETS = [OLD_DB_PASSWORD, NEW_DB_PASSWORD, VARS["stack_tui_password"], THIRD_DB_PASSWORD]
-# Later playbook runs must know the rotated password, as an operator's vault would.
-ROTATED = {"stack_db_password": VARS["rotated_db_password"]}
+THIRD_APP_PASSWORD = "molecule-app-pw-third/4b+'=2a"  # noqa: S105 (a test secret)
+SECRETS = [
+    OLD_DB_PASSWORD,
+    NEW_DB_PASSWORD,
+    OLD_APP_PASSWORD,
+    NEW_APP_PASSWORD,
+    VARS["stack_tui_password"],
+    THIRD_DB_PASSWORD,
+    THIRD_APP_PASSWORD,
+]
+# Later playbook runs must know the rotated passwords, as an operator's vault would.
+ROTATED = {
+    "stack_db_password": VARS["rotated_db_password"],
+    "stack_db_app_password": VARS["rotated_db_app_password"],
+}
 
 # The daemon's TCP login, as the app makes it (to the service name: the official image
 # trusts 127.0.0.1 without a password); the password comes on stdin.
+# The role: the first argument, the admin (POSTGRES_USER) without one.
 DB_LOGIN = (
     f"{COMPOSE} exec -T db sh -c 'IFS= read -r PGPASSWORD; export PGPASSWORD;"
-    ' psql -X -At -h db -U "$POSTGRES_USER" -d "$POSTGRES_DB" -c "SELECT 1"\''
+    ' psql -X -At -h db -U "${1:-$POSTGRES_USER}" -d "$POSTGRES_DB" -c "SELECT 1"\' login'
 )
 # The sample's services that write to TimescaleDB all the time (backtest-daemon a result,
 # scheduled-backtest a run: every 10 s and at each start), by table and its time column. A
@@ -222,10 +240,11 @@ def api_version(host: testinfra.host.Host) -> str:
     return run_ok(host, f"python3 -c {json.dumps(script)}").strip()
 
 
-def db_login(host: testinfra.host.Host, password: str) -> bool:
-    """The app's login with `password`, which travels on stdin only (never an argv)."""
+def db_login(host: testinfra.host.Host, password: str, role: str = "") -> bool:
+    """A TCP login as the admin (or `role`) with `password`, which travels on stdin only
+    (never an argv)."""
     result = subprocess.run(
-        ["docker", "exec", "-i", instance_name(host), "sh", "-c", DB_LOGIN],
+        ["docker", "exec", "-i", instance_name(host), "sh", "-c", f"{DB_LOGIN} {role}"],
         input=f"{password}\n",
         capture_output=True,
         text=True,
@@ -349,6 +368,28 @@ def test_restored_rows_equal_the_manifest(host: testinfra.host.Host) -> None:
     assert sorted(map(str, files)) == sorted(schema)
 
 
+def test_the_restored_tables_grant_the_app_role_its_rights_only(host: testinfra.host.Host) -> None:
+    """The dump's grants are left out (pg_restore --no-acl: they name the roles of the host it
+    came from); the restore puts back the app role's: read and write on every table but the
+    schema history, owned by the admin. Seen to fail without the restore's db_roles step (no
+    table granted: the app was locked out of its data)."""
+    rows = psql_rows(
+        host,
+        "SELECT json_agg(json_build_object('table', c.relname, 'owner', pg_get_userbyid(c.relowner),"
+        " 'dml', has_table_privilege('algo_app', c.oid, 'SELECT')"
+        " AND has_table_privilege('algo_app', c.oid, 'INSERT')"
+        " AND has_table_privilege('algo_app', c.oid, 'UPDATE')"
+        " AND has_table_privilege('algo_app', c.oid, 'DELETE')"
+        ", 'any', has_table_privilege('algo_app', c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE')))"
+        " FROM pg_class c WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')",
+    )
+    assert {r["owner"] for r in rows} == {"algo"}
+    assert {r["table"]: r["dml"] for r in rows if r["table"] != "algotrade_schema_history"} == {
+        r["table"]: True for r in rows if r["table"] != "algotrade_schema_history"
+    }
+    assert [r["any"] for r in rows if r["table"] == "algotrade_schema_history"] == [False]
+
+
 def test_restored_hypertables_are_hypertables(host: testinfra.host.Host) -> None:
     query = "'SELECT hypertable_name FROM timescaledb_information.hypertables ORDER BY 1'"
     out = run_ok(host, f"{COMPOSE} exec -T db psql -U algo -d algo_trade -tAc {query}")
@@ -469,15 +510,25 @@ def test_rollback_after_the_rotation_refuses_an_older_release_and_changes_nothin
     assert run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip() == running
 
 
-def test_rotated_password_works_and_the_old_one_is_refused(host: testinfra.host.Host) -> None:
+@pytest.mark.parametrize(
+    ("role", "file", "owner"),
+    [("", "db_password", 70), (APP_ROLE, "db_app_password", 0)],
+    ids=["admin", "app"],
+)
+def test_rotated_passwords_work_and_the_old_ones_are_refused(
+    host: testinfra.host.Host, role: str, file: str, owner: int
+) -> None:
+    """Both roles rotated in one run: the admin's (stack_db_password) and the app's
+    (stack_db_app_password), each in its own secret file."""
+    new, old = (NEW_APP_PASSWORD, OLD_APP_PASSWORD) if role else (NEW_DB_PASSWORD, OLD_DB_PASSWORD)
     wait_healthy(host, timeout=30)
     # Results named first: pytest's report of `assert db_login(...)` would print the argument.
-    new_works, old_works = db_login(host, NEW_DB_PASSWORD), db_login(host, OLD_DB_PASSWORD)
+    new_works, old_works = db_login(host, new, role), db_login(host, old, role)
     assert new_works, "the new password is refused"
     assert not old_works, "the old password still works"
-    secret = host.file(f"{PROJECT}/secrets/db_password")
-    assert hashlib.sha256(secret.content).hexdigest() == hashlib.sha256(NEW_DB_PASSWORD.encode()).hexdigest()
-    assert secret.mode == 0o400
+    secret = host.file(f"{PROJECT}/secrets/{file}")
+    assert hashlib.sha256(secret.content).hexdigest() == hashlib.sha256(new.encode()).hexdigest()
+    assert (secret.mode, secret.uid) == (0o400, owner)
 
 
 def test_rotation_recreated_the_app(host: testinfra.host.Host) -> None:
@@ -506,7 +557,7 @@ def test_app_reads_the_new_password(host: testinfra.host.Host) -> None:
     Seen to fail when the rotation left the app running (no "Stop the app",
     `recreate: never`): the container still read the old file.
     """
-    expected = f'url = "postgresql://algo:{quote(NEW_DB_PASSWORD, safe="")}@db:5432/algo_trade"\n'
+    expected = f'url = "postgresql://{APP_ROLE}:{quote(NEW_APP_PASSWORD, safe="")}@db:5432/algo_trade"\n'
     script = "grep '^url = ' /app/config/Config.toml | sha256sum"
     found = run_ok(host, f"docker exec {APP} sh -c {json.dumps(script)}").split()[0]
     assert found == hashlib.sha256(expected.encode()).hexdigest(), "the app's database URL is not the new one"
@@ -541,7 +592,7 @@ def test_app_session_was_made_after_the_rotation_with_the_new_password(host: tes
     sql = (
         "SELECT json_agg(json_build_object('address', host(client_addr),"
         " 'start', extract(epoch FROM backend_start)))"
-        " FROM pg_stat_activity WHERE usename = 'algo' AND client_addr IS NOT NULL"
+        " FROM pg_stat_activity WHERE usename = 'algo_app' AND client_addr IS NOT NULL"
     )
 
     def app_sessions() -> list[float] | None:
@@ -566,7 +617,10 @@ def test_rotation_output_holds_no_secret(host: testinfra.host.Host) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "rotate_db_password-side-effect.log").write_text(out)
     # The result named first: pytest's report would print the whole output.
-    finished = "the database, the secret file and the app use the new password" in " ".join(out.split())
+    finished = (
+        "the database, the secret files and the app use the new passwords (admin and app changed)"
+        in " ".join(out.split())
+    )
     assert finished, f"the rotation did not finish: see {log}"
 
 
@@ -582,7 +636,7 @@ def test_rotation_again_changes_nothing(host: testinfra.host.Host) -> None:
     started = run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}")
     rc, out, _run = playbook("rotate_db_password")
     assert rc == 0, out[-3000:]
-    assert "the password was current already, nothing changed" in out
+    assert "the passwords were current already, nothing changed" in out
     assert run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {APP}") == started
 
 
@@ -590,11 +644,17 @@ def rotation_state(host: testinfra.host.Host) -> dict[str, object]:
     """What a rotation that fails must leave as it found: the password the database takes,
     the secret file (its digest, mode, owner), the current release and the releases kept."""
     secret = host.file(f"{PROJECT}/secrets/db_password")
+    app_secret = host.file(f"{PROJECT}/secrets/db_app_password")
     new_works, third_works = db_login(host, NEW_DB_PASSWORD), db_login(host, THIRD_DB_PASSWORD)
+    app_new_works = db_login(host, NEW_APP_PASSWORD, APP_ROLE)
+    app_third_works = db_login(host, THIRD_APP_PASSWORD, APP_ROLE)
     return {
         "database takes the rotated password": new_works,
         "database takes the third password": third_works,
+        "app role takes the rotated password": app_new_works,
+        "app role takes the third password": app_third_works,
         "secret file": (hashlib.sha256(secret.content).hexdigest(), secret.mode, secret.uid),
+        "app secret file": (hashlib.sha256(app_secret.content).hexdigest(), app_secret.mode, app_secret.uid),
         "current release": json.loads(host.file(f"{PROJECT}/current/release.json").content_string)["id"],
         "releases": sorted(run_ok(host, f"ls {PROJECT}/releases").split()),
         "lock": host.file(f"{PROJECT}/deploy.lock").exists,
@@ -602,10 +662,14 @@ def rotation_state(host: testinfra.host.Host) -> dict[str, object]:
 
 
 def rotate_to_third(tmp_path: Path, **extra: object) -> tuple[int, str, subprocess.CompletedProcess[str]]:
-    """playbooks/rotate_db_password.yml with THIRD_DB_PASSWORD as the new vault value, from a
-    vars file (0600): no secret on the controller's argv."""
+    """playbooks/rotate_db_password.yml with the THIRD_ passwords as the new vault values,
+    from a vars file (0600): no secret on the controller's argv."""
     path = tmp_path / "rotate.json"
-    path.write_text(json.dumps({"stack_db_password": THIRD_DB_PASSWORD, **extra}))
+    path.write_text(
+        json.dumps(
+            {"stack_db_password": THIRD_DB_PASSWORD, "stack_db_app_password": THIRD_APP_PASSWORD, **extra}
+        )
+    )
     path.chmod(0o600)
     result = ansible_playbook(PLAYBOOKS / "rotate_db_password.yml", INVENTORY, "-e", f"@{path}")
     out = result.stdout + result.stderr
@@ -627,6 +691,8 @@ def test_rotation_refuses_a_database_that_does_not_answer(host: testinfra.host.H
     expected = rotation_state(host)
     assert expected["database takes the rotated password"]
     assert not expected["database takes the third password"]
+    assert expected["app role takes the rotated password"]
+    assert not expected["app role takes the third password"]
     app = app_started(host)
     run_ok(host, "docker pause algo-trade-db-1")
     try:
@@ -664,11 +730,11 @@ def test_rotation_whose_alter_role_fails_changes_nothing(host: testinfra.host.Ho
             " -c 'ALTER ROLE algo RESET default_transaction_read_only'",
         )
     assert rc != 0, out[-3000:]
-    assert "ALTER ROLE failed (ERROR: cannot execute ALTER ROLE in a read-only transaction)" in out, out[
-        -3000:
-    ]
-    assert "The database takes the old password (checked by logging in)." in out
-    assert "The app was not stopped: it runs on as before." in out
+    assert "ALTER ROLE (admin) failed (ERROR: cannot execute ALTER ROLE in a read-only transaction)" in out, (
+        out[-3000:]
+    )
+    assert "The database takes the old passwords (checked by logging in)." in out
+    assert "The app was not restarted: it runs on as before." in out
     assert rotation_state(host) == expected
     assert app_started(host) == app, "the app was restarted"
     wait_healthy(host, timeout=30)
@@ -690,14 +756,14 @@ def test_rotation_whose_restart_fails_puts_the_old_password_back(
     rc, out, _result = rotate_to_third(tmp_path, stack_health_path="/api/not-served")
     assert rc != 0, out[-3000:]
     assert "The password rotation failed on backup-a at" in out, out[-3000:]
-    assert "The database takes the old password (checked by logging in)." in out
-    assert "Put back: the secret file holds the old password." in out
+    assert "The database takes the old passwords (checked by logging in)." in out
+    assert "Put back: the secret files hold the old passwords." in out
     assert f"Put back: release {expected['current release']}" in out
     assert rotation_state(host) == expected
-    # No file keeps the password that was never applied (the new release's app config).
-    for form, value in secret_forms(THIRD_DB_PASSWORD).items():
+    # No file keeps a password that was never applied (the new release's app config).
+    for form, value in [*secret_forms(THIRD_DB_PASSWORD).items(), *secret_forms(THIRD_APP_PASSWORD).items()]:
         found = host.run("grep -rqaF -e %s %s", value, PROJECT).rc != 1
-        assert not found, f"the third password ({form}) is in a file under {PROJECT} (or grep failed)"
+        assert not found, f"a third password ({form}) is in a file under {PROJECT} (or grep failed)"
     wait_healthy(host, timeout=60)
     assert api_version(host) == "sample-1"
 

@@ -42,7 +42,7 @@ LOCK = "/opt/algo-trade/deploy.lock"
 ROLLOUT = "Roll out the trading stack"  # the play of stack.yml that deploys, in batches
 PLAN = "Plan the rollout on every host"  # the play before it, on every host of the run
 VARS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables("fleet-a")
-SECRETS = [VARS["stack_db_password"], VARS["stack_tui_password"]]
+SECRETS = [VARS["stack_db_password"], VARS["stack_db_app_password"], VARS["stack_tui_password"]]
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,7 @@ BACKTEST_LOGIN = f"{BACKTEST_TERMINAL['user']}:{BACKTEST_TERMINAL['password']}"
 API_LOGIN = f"{VARS['stack_api_user']}:{VARS['stack_api_password']}"
 SECRETS = [
     VARS["stack_db_password"],
+    VARS["stack_db_app_password"],
     VARS["stack_hyperliquid_private_key"],
     VARS["stack_tui_password"],
     BACKTEST_TERMINAL["password"],

@@ -63,7 +63,11 @@ def test_the_daemon_gets_the_database_url_in_its_process_only(host: testinfra.ho
     url = urlsplit(environment["DATABASE_URL"])
     # The role's default database (the scenario's inventory does not set it).
     assert (url.hostname, url.port, url.path) == ("db", 5432, "/algo_trade")
-    assert unquote(url.password or "") == VARS["stack_db_password"].rstrip("\r\n")
+    # The app's own role, not the admin's (test_stack_roles.py checks its rights).
+    assert (unquote(url.username or ""), unquote(url.password or "")) == (
+        "algo_app",
+        VARS["stack_db_app_password"].rstrip("\r\n"),
+    )
     assert environment["HYPERLIQUID_PRIVATE_KEY"] == VARS["stack_hyperliquid_private_key"]
     for container in APP_SERVICES:
         configured = config_env(host, container)

@@ -147,6 +147,7 @@ def test_proxy_reaches_the_app_but_not_the_database(host: testinfra.host.Host) -
     ("service", "name", "owner"),
     [
         ("", "secrets/db_password", 70),
+        ("", "secrets/db_app_password", 0),
         ("app", "app_config", 10001),
         ("app", "env_HYPERLIQUID_PRIVATE_KEY", 10001),
         ("app", "env_DATABASE_URL", 10001),
@@ -799,7 +800,7 @@ def test_changed_settings_reach_the_containers_that_read_them_and_the_scenario_r
     assert inputs == {d for r in kept.values() for d in r["inputs"]}  # type: ignore[attr-defined]
     images = set(run_ok(host, "docker images algo-trade/app --format '{{.Repository}}:{{.Tag}}'").split())
     assert images == {str(r["image"]) for r in kept.values()}
-    assert run_ok(host, f"ls {PROJECT}/secrets").split() == ["db_password"]
+    assert run_ok(host, f"ls {PROJECT}/secrets").split() == ["db_app_password", "db_password"]
     assert not host.file(f"{PROJECT}/proxy").exists
     assert not host.file(f"{PROJECT}/tls").exists, "the certificate of the first layout went with its release"
     assert not host.file(f"{PROJECT}/schema").exists, "the init script of before went with its last release"
