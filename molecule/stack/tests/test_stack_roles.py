@@ -24,6 +24,7 @@ from stackenv import (
     INVENTORY,
     PROJECT,
     STACK_HOSTS,
+    VARS,
     api,
     assert_no_secret,
     current_release,
@@ -54,13 +55,14 @@ APP_PSQL = (
 )
 
 
-def app_sql(host: testinfra.host.Host, sql: str) -> tuple[int, str]:
-    """One statement as the daemon logs in: its process's URL (user and password), to the
-    service name db. The exit status and what psql printed, errors included."""
+def app_sql(host: testinfra.host.Host, sql: str, password: str | None = None) -> tuple[int, str]:
+    """One statement as the daemon logs in: its process's URL (user and password, or the
+    password given), to the service name db. The exit status and what psql printed,
+    errors included."""
     url = urlsplit(process_environment(host, APP, "algo-trade run")["DATABASE_URL"])
     words = [unquote(url.username or ""), url.path.lstrip("/"), sql]
     result = host.run(
-        f"printf %s {shlex.quote(unquote(url.password or ''))}"
+        f"printf %s {shlex.quote(unquote(url.password or '') if password is None else password)}"
         f" | docker exec -i {DB} sh -c {shlex.quote(APP_PSQL)} psql {shlex.join(words)}"
     )
     return result.rc, (result.stdout + result.stderr).strip()
@@ -272,3 +274,70 @@ def test_a_host_whose_app_logged_in_as_the_admin_is_taken_over_with_one_restart(
     assert again.returncode == 0, again.stdout[-3000:]
     assert recap(again, "stack-a")["changed"] == 0, again.stdout[-3000:]
     admin_sql(host, "DELETE FROM ohlcv WHERE symbol = 'UPGRADE'")
+
+
+def alter_app_password(password: str) -> str:
+    """The app role's password set by hand, the literal encoded as SQL's (quotes doubled)."""
+    literal = password.replace("'", "''")
+    return f"SET log_statement = 'none'; ALTER ROLE algo_app PASSWORD '{literal}'"
+
+
+@pytest.mark.disruptive
+def test_a_password_rotated_after_the_preflight_is_caught_under_the_deploy_lock(
+    host: testinfra.host.Host, tmp_path: Path
+) -> None:
+    """Another run rotates the app's password between this run's preflight (which reads the
+    host before any lock) and its rollout: the release, under the deploy lock, reads the
+    deployed stack again and refuses before it writes anything; the app runs on untouched
+    with the rotated password. Seen to fail without the second read in the stack role's
+    release.yml: the release wrote the old password into the secret file and the app's URL,
+    and its app was locked out."""
+    rotated = "rotated-behind-our-back/9c'2e"
+    project = str(PROJECT)
+    playbook = tmp_path / "raced.yml"
+    playbook.write_text(
+        f"""
+- name: Learn the attacker's address
+  hosts: attackers
+  gather_facts: false
+  tasks:
+    - ansible.builtin.setup:
+        gather_subset: ["!all", network]
+- ansible.builtin.import_playbook: {REPO}/playbooks/preflight.yml
+  vars: {{target: stack}}
+- name: Another run rotates the app's password
+  hosts: stack
+  gather_facts: false
+  tasks:
+    - ansible.builtin.command:
+        argv: [docker, exec, -i, {DB}, psql, -X, -q, -v, ON_ERROR_STOP=1, -U, algo, -d, algo_trade]
+        stdin: "{alter_app_password(rotated)}"
+      no_log: true
+    - ansible.builtin.copy:
+        content: "{rotated}"
+        dest: {project}/secrets/db_app_password
+        mode: "0400"
+      no_log: true
+- ansible.builtin.import_playbook: {REPO}/playbooks/stack.yml
+  vars: {{target: stack}}
+"""
+    )
+    started = started_at(host)
+    given = VARS["stack_db_app_password"].rstrip("\r\n")
+    try:
+        # A setting that makes a new release: the host takes part in the rollout.
+        result = ansible_playbook(playbook, INVENTORY, extra_vars={"stack_rust_log": "debug"})
+        out = " ".join((result.stdout + result.stderr).split())
+        assert result.returncode != 0, out[-3000:]
+        assert "stack_db_app_password differs from the password the database on stack-a runs with" in out, (
+            out[-3000:]
+        )
+        assert host.file(f"{PROJECT}/secrets/db_app_password").content_string == rotated
+        assert started_at(host) == started
+        # The role keeps the password the other run gave it.
+        rc, found = app_sql(host, "SELECT 1", password=rotated)
+        assert (rc, found) == (0, "1"), found
+    finally:
+        admin_sql(host, alter_app_password(given))
+        run_ok(host, f"printf %s {shlex.quote(given)} > {PROJECT}/secrets/db_app_password")
+    wait_healthy(host, timeout=60)
