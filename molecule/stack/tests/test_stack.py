@@ -258,6 +258,8 @@ def test_the_stack_is_published_for_the_operations_roles(host: testinfra.host.Ho
         "api_url": running["api_url"],
         "health_path": "/api/bots",
         "health_timeout": running["health_timeout"],
+        # The app's database role: the preflight refuses another stack_db_app_user.
+        "db_app": {"user": "algo_app", "schemas": ["public"]},
     }
     rc, out = ops_playbook("status", stack_project_dir="/srv/not-the-stack")
     assert rc == 0, out[-3000:]
