@@ -768,6 +768,83 @@ def test_rotation_whose_restart_fails_puts_the_old_password_back(
     assert api_version(host) == "sample-1"
 
 
+def test_rotation_refuses_another_app_role_and_changes_nothing(
+    host: testinfra.host.Host, tmp_path: Path
+) -> None:
+    """stack_db_app_user other than the running release's role: the new release would log
+    in as a role whose password was not rotated. Refused before any change.
+
+    Seen to fail without the check in roles/ops rotate_db_password.yml: the role algo_app got
+    the third password, the release named other_app failed its gate and was put back."""
+    expected = rotation_state(host)
+    app = app_started(host)
+    rc, out, _result = rotate_to_third(tmp_path, stack_db_app_user="other_app")
+    assert rc != 0, out[-3000:]
+    assert "stack_db_app_user=other_app on backup-a, but the running release" in out, out[-3000:]
+    assert f"logs in as {APP_ROLE}" in out
+    assert rotation_state(host) == expected
+    assert app_started(host) == app, "the app was restarted"
+
+
+def put_on_host(host: testinfra.host.Host, path: str, content: str) -> None:
+    """Writes a root-only file from stdin (no secret on an argv)."""
+    subprocess.run(
+        [
+            "docker",
+            "exec",
+            "-i",
+            instance_name(host),
+            "sh",
+            "-c",
+            f"umask 0377; cat > {path}.new && mv {path}.new {path}",
+        ],
+        input=content,
+        text=True,
+        check=True,
+    )
+
+
+def test_rotation_stopped_before_its_switch_is_finished_by_the_next_run(
+    host: testinfra.host.Host, tmp_path: Path
+) -> None:
+    """A rotation that stopped after the database and the secret files took the third
+    passwords, before the app's new release ran (the controller lost, say): the next run
+    finds both current, and still switches to a release with them, the app's config
+    holding the third password. Then the rotated passwords come back, as the later tests
+    expect them.
+
+    Seen to fail when only the database and the files were compared: "the passwords were
+    current already, nothing changed", the app's config keeping a password the database
+    refuses."""
+    psql = f"{COMPOSE} exec -T db psql -X -q -v ON_ERROR_STOP=1 -U algo -d algo_trade"
+    before = rotation_state(host)
+    subprocess.run(
+        ["docker", "exec", "-i", instance_name(host), "sh", "-c", psql],
+        input="SET log_statement = 'none';"
+        f" ALTER ROLE algo PASSWORD '{THIRD_DB_PASSWORD}';"
+        f" ALTER ROLE {APP_ROLE} PASSWORD '{THIRD_APP_PASSWORD.replace(chr(39), chr(39) * 2)}';",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
+    put_on_host(host, f"{PROJECT}/secrets/db_password", THIRD_DB_PASSWORD)
+    put_on_host(host, f"{PROJECT}/secrets/db_app_password", THIRD_APP_PASSWORD)
+    try:
+        rc, out, _result = rotate_to_third(tmp_path)
+        assert rc == 0, out[-3000:]
+        assert "the app runs a release with the new passwords" in out, out[-3000:]
+        current = json.loads(host.file(f"{PROJECT}/current/release.json").content_string)
+        assert current["id"] != before["current release"]
+        assert current["db_app_password_sha1"] == hashlib.sha1(THIRD_APP_PASSWORD.encode()).hexdigest()  # noqa: S324
+        wait_healthy(host, timeout=60)
+    finally:
+        rc, out, _run = playbook("rotate_db_password")
+    assert rc == 0, out[-3000:]
+    assert db_login(host, NEW_DB_PASSWORD)
+    assert db_login(host, NEW_APP_PASSWORD, APP_ROLE)
+    wait_healthy(host, timeout=60)
+
+
 def test_deploy_refuses_a_secret_file_the_database_does_not_take(host: testinfra.host.Host) -> None:
     """The database set to another password behind the files' back (as a rotation stopped
     between ALTER ROLE and the files would leave it): a deploy refuses in its preflight,
@@ -901,6 +978,39 @@ def test_restore_keeps_the_app_stopped_on_a_row_count_mismatch(host: testinfra.h
         host.run(f"rm -rf {BACKUPS}/{fake}")
         # The database holds the backup's rows (the same dump): the app may start again.
         run_ok(host, f"{COMPOSE} up -d --wait --wait-timeout 180")
+    wait_healthy(host, timeout=60)
+
+
+def test_restore_whose_app_role_fails_names_the_backup_of_the_replaced_data(
+    host: testinfra.host.Host,
+) -> None:
+    """The app role cannot get its rights back after the dump is restored (the running
+    release names a schema the database lacks): the restore fails naming the backup of
+    the data it replaced, as for any failure after the drop, and leaves the app stopped.
+    The release put right, a second restore passes.
+
+    Seen to fail when the role's step ran after roles/backup restore_data.yml's block: the
+    failure named the role only, not how to get the replaced data back."""
+    name = scenario(host)["backup"]
+    release = f"{PROJECT}/current/release.json"
+    edit = (
+        "import json, sys; path = sys.argv[1]; r = json.load(open(path));"
+        " r['db_app']['schemas'].append('no_such_schema'); json.dump(r, open(path, 'w'))"
+    )
+    run_ok(host, f"cp -a {release} /root/release.json.kept")
+    try:
+        run_ok(host, f"python3 -c {shlex.quote(edit)} {release}")
+        rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=name)
+        assert rc != 0, out[-3000:]
+        assert f"The restore of {name} failed on backup-a at" in out, out[-3000:]
+        assert "could not be made or put back" in out
+        assert "no_such_schema" in out
+        assert f"The data it replaced is in {BACKUPS}/before-restore/" in out
+        assert app_state(host) == "exited"
+    finally:
+        run_ok(host, f"cp -a /root/release.json.kept {release}")
+    rc, out, _run = playbook("restore", backup_restore_confirm=True, backup_restore_name=name)
+    assert rc == 0, out[-3000:]
     wait_healthy(host, timeout=60)
 
 
