@@ -81,6 +81,18 @@ def run_ok(host: testinfra.host.Host, command: str, *args: str) -> str:
     return str(result.stdout)
 
 
+def run_with_stdin(host: testinfra.host.Host, command: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    """Run a shell command on the host with `stdin` on its standard input: a secret given
+    so is on no process's argv (testinfra's run puts the whole command on one)."""
+    return subprocess.run(
+        ["docker", "exec", "-i", instance_name(host), "sh", "-c", command],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def docker_json(host: testinfra.host.Host, command: str) -> dict[str, Any]:
     """Run a docker command that prints a JSON object (`--format '{{json .}}'`), decoded."""
     value = json.loads(run_ok(host, command))

@@ -32,6 +32,7 @@ from testlib import (
     leaked_secrets,
     recap,
     run_ok,
+    run_with_stdin,
     secret_forms,
 )
 
@@ -788,20 +789,8 @@ def test_rotation_refuses_another_app_role_and_changes_nothing(
 
 def put_on_host(host: testinfra.host.Host, path: str, content: str) -> None:
     """Writes a root-only file from stdin (no secret on an argv)."""
-    subprocess.run(
-        [
-            "docker",
-            "exec",
-            "-i",
-            instance_name(host),
-            "sh",
-            "-c",
-            f"umask 0377; cat > {path}.new && mv {path}.new {path}",
-        ],
-        input=content,
-        text=True,
-        check=True,
-    )
+    result = run_with_stdin(host, f"umask 0377; cat > {path}.new && mv {path}.new {path}", content)
+    assert result.returncode == 0, result.stderr
 
 
 def test_rotation_stopped_before_its_switch_is_finished_by_the_next_run(
@@ -821,7 +810,7 @@ def test_rotation_stopped_before_its_switch_is_finished_by_the_next_run(
     subprocess.run(
         ["docker", "exec", "-i", instance_name(host), "sh", "-c", psql],
         input="SET log_statement = 'none';"
-        f" ALTER ROLE algo PASSWORD '{THIRD_DB_PASSWORD}';"
+        f" ALTER ROLE algo PASSWORD '{THIRD_DB_PASSWORD.replace(chr(39), chr(39) * 2)}';"
         f" ALTER ROLE {APP_ROLE} PASSWORD '{THIRD_APP_PASSWORD.replace(chr(39), chr(39) * 2)}';",
         text=True,
         check=True,

@@ -32,7 +32,7 @@ from stackenv import (
 )
 from test_services import process_environment
 from test_stack import engine_events
-from testlib import REPO, ansible_playbook, recap, run_ok
+from testlib import REPO, ansible_playbook, recap, run_ok, run_with_stdin
 
 testinfra_hosts = STACK_HOSTS
 
@@ -61,11 +61,12 @@ def app_sql(host: testinfra.host.Host, sql: str, password: str | None = None) ->
     errors included."""
     url = urlsplit(process_environment(host, APP, "algo-trade run")["DATABASE_URL"])
     words = [unquote(url.username or ""), url.path.lstrip("/"), sql]
-    result = host.run(
-        f"printf %s {shlex.quote(unquote(url.password or '') if password is None else password)}"
-        f" | docker exec -i {DB} sh -c {shlex.quote(APP_PSQL)} psql {shlex.join(words)}"
+    result = run_with_stdin(
+        host,
+        f"docker exec -i {DB} sh -c {shlex.quote(APP_PSQL)} psql {shlex.join(words)}",
+        f"{unquote(url.password or '') if password is None else password}\n",
     )
-    return result.rc, (result.stdout + result.stderr).strip()
+    return result.returncode, (result.stdout + result.stderr).strip()
 
 
 ATTRIBUTES = (
@@ -338,6 +339,13 @@ def test_a_password_rotated_after_the_preflight_is_caught_under_the_deploy_lock(
         rc, found = app_sql(host, "SELECT 1", password=rotated)
         assert (rc, found) == (0, "1"), found
     finally:
-        admin_sql(host, alter_app_password(given))
-        run_ok(host, f"printf %s {shlex.quote(given)} > {PROJECT}/secrets/db_app_password")
+        # On standard input: no password on an argv.
+        put = run_with_stdin(
+            host,
+            f"docker exec -i {DB} psql -X -q -v ON_ERROR_STOP=1 -U algo -d algo_trade",
+            alter_app_password(given),
+        )
+        assert put.returncode == 0, put.stderr
+        put = run_with_stdin(host, f"cat > {PROJECT}/secrets/db_app_password", given)
+        assert put.returncode == 0, put.stderr
     wait_healthy(host, timeout=60)
