@@ -197,15 +197,43 @@ def started_at(host: testinfra.host.Host) -> dict[str, str]:
     return {c: run_ok(host, f"docker inspect -f '{{{{.State.StartedAt}}}}' {c}") for c in APP_SERVICES}
 
 
+# Rights a hand (or an attacker with the admin's login) may give the app's role beyond the
+# release's, and whether the role holds each (one row, |-separated).
+EXTRA_RIGHTS = (
+    "GRANT TRUNCATE ON signals TO algo_app",
+    "ALTER TABLE fills OWNER TO algo_app",
+    "GRANT CREATE ON DATABASE algo_trade TO algo_app",
+    "GRANT EXECUTE ON FUNCTION pg_read_file(text) TO algo_app",
+    "GRANT SELECT ON signals TO algo_app WITH GRANT OPTION",
+    "ALTER DEFAULT PRIVILEGES FOR ROLE algo IN SCHEMA public GRANT TRUNCATE ON TABLES TO algo_app",
+    "ALTER ROLE algo_app SET default_transaction_isolation = 'serializable'",
+    "ALTER ROLE algo_app VALID UNTIL '2099-01-01'",
+)
+HELD_EXTRA_RIGHTS = (
+    "SELECT has_table_privilege('algo_app', 'signals', 'TRUNCATE'),"
+    " pg_get_userbyid((SELECT relowner FROM pg_class WHERE oid = 'fills'::regclass)) = 'algo_app',"
+    " has_database_privilege('algo_app', 'algo_trade', 'CREATE'),"
+    " has_function_privilege('algo_app', 'pg_read_file(text)', 'EXECUTE'),"
+    " has_table_privilege('algo_app', 'signals', 'SELECT WITH GRANT OPTION'),"
+    " EXISTS (SELECT 1 FROM pg_default_acl d, aclexplode(d.defaclacl) a"
+    "         WHERE a.grantee = 'algo_app'::regrole AND a.privilege_type = 'TRUNCATE'),"
+    " EXISTS (SELECT 1 FROM pg_db_role_setting WHERE setrole = 'algo_app'::regrole),"
+    " (SELECT rolvaliduntil IS NOT NULL AND rolvaliduntil <> 'infinity'"
+    "  FROM pg_roles WHERE rolname = 'algo_app')"
+)
+
+
 @pytest.mark.disruptive
 def test_a_role_changed_by_hand_is_put_back_by_the_next_rollout_and_the_app_runs_on(
     host: testinfra.host.Host,
 ) -> None:
-    """SUPERUSER, a membership of pg_read_server_files and a revoked INSERT, made by hand
-    on a host that runs this release: the next rollout (site.yml, whose plan leaves a host
-    with nothing to change out of the batches) takes the host in, repairs all three without
-    restarting an app service, and the run after it changes nothing. Seen to fail without
-    the plan's read of the role (the host was not due: the superuser stayed)."""
+    """SUPERUSER, a membership of pg_read_server_files and a revoked INSERT, and rights
+    beyond the release's (EXTRA_RIGHTS), made by hand on a host that runs this release: the
+    next rollout (site.yml, whose plan leaves a host with nothing to change out of the
+    batches) takes the host in, repairs them all without restarting an app service, and
+    the run after it changes nothing. Seen to fail without the plan's read of the role (the
+    host was not due: the superuser stayed), and, for the extra rights, when the read saw
+    missing rights only."""
     before = ansible_playbook(ROLLOUT, INVENTORY)
     assert before.returncode == 0, before.stdout[-3000:]
     assert recap(before, "stack-a")["changed"] == 0, before.stdout[-3000:]
@@ -213,6 +241,9 @@ def test_a_role_changed_by_hand_is_put_back_by_the_next_rollout_and_the_app_runs
     admin_sql(host, "ALTER ROLE algo_app SUPERUSER")
     admin_sql(host, "GRANT pg_read_server_files TO algo_app")
     admin_sql(host, "REVOKE INSERT ON signals FROM algo_app")
+    for grant in EXTRA_RIGHTS:
+        admin_sql(host, grant)
+    assert admin_sql(host, HELD_EXTRA_RIGHTS) == "t|t|t|t|t|t|t|t"
     result = ansible_playbook(ROLLOUT, INVENTORY)
     out = result.stdout + result.stderr
     assert_no_secret(out)
@@ -221,6 +252,7 @@ def test_a_role_changed_by_hand_is_put_back_by_the_next_rollout_and_the_app_runs
     assert recap(result, "stack-a")["changed"] >= 1
     assert role_attributes(host) == LEAST
     assert admin_sql(host, "SELECT has_table_privilege('algo_app', 'signals', 'INSERT')") == "t"
+    assert admin_sql(host, HELD_EXTRA_RIGHTS) == "f|f|f|f|f|f|f|f"
     assert started_at(host) == started
     again = ansible_playbook(ROLLOUT, INVENTORY)
     assert again.returncode == 0, again.stdout[-3000:]
