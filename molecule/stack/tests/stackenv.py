@@ -17,8 +17,11 @@ from testlib import REPO, expected_hosts, leaked_secrets, run_ok
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
-STACK_HOSTS = expected_hosts(INVENTORY, "stack", ["stack-a"])
-VARS = RUNNER.get_variables("stack-a")
+# The stack host of the scenario these helpers serve: the stack scenario's, or the upgrade
+# scenario's (molecule/upgrade), which has no attacker.
+STACK_HOST = {"stack": "stack-a", "upgrade": "upgrade-a"}[os.environ.get("MOLECULE_SCENARIO_NAME", "stack")]
+STACK_HOSTS = expected_hosts(INVENTORY, "stack", [STACK_HOST])
+VARS = RUNNER.get_variables(STACK_HOST)
 
 PROJECT = "/opt/algo-trade"
 COMPOSE = f"docker compose --project-directory {PROJECT}"
@@ -49,7 +52,7 @@ SECRETS = [
 
 
 def setting(name: str) -> Any:  # noqa: ANN401 (a setting is any YAML value)
-    """A stack role setting as stack-a has it: the scenario's inventory, else the role's default."""
+    """A stack role setting as the stack host has it: the scenario's inventory, else the role's default."""
     if name in VARS:
         return VARS[name]
     return yaml.safe_load((REPO / "roles" / "stack" / "defaults" / "main.yml").read_text())[name]

@@ -536,11 +536,6 @@ def test_rollback_runs_a_named_older_release_whole_and_status_lists_the_releases
     assert api(host, "GET", "/api/bots").startswith("200 ")
 
 
-# The last commit whose stack role kept the first layout (compose.yaml and its files in
-# the project directory), before whole releases.
-FIRST_LAYOUT = "6811067"
-
-
 @contextmanager
 def engine_events(host: testinfra.host.Host) -> Iterator[list[str]]:
     """The stack's container starts and destroys while the body runs, as `<service>
@@ -551,72 +546,6 @@ def engine_events(host: testinfra.host.Host) -> Iterator[list[str]]:
         '{{index .Actor.Attributes "com.docker.compose.service"}} {{.Action}}',
     ) as events:
         yield events
-
-
-@pytest.mark.disruptive
-def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.Host, tmp_path: Path) -> None:
-    """The collection of before whole releases (its tree at FIRST_LAYOUT, from git)
-    deploys the stack as it did; this collection then takes the host over: the data
-    stays, the database container starts once more (without the init script's mount of
-    before schema migrations; the volume's history table is kept), the app and the proxy
-    start once, the proxy serves the same self-signed certificate (tls/ of before, taken
-    into a release), that layout becomes a release (legacy-*) and a second run changes
-    nothing.
-
-    Seen to fail without roles/release/tasks/adopt.yml (then roles/stack's): the first
-    release had nothing to put back and left the first layout's files behind."""
-    old = tmp_path / "first-layout"
-    old.mkdir()
-    archive = subprocess.run(["git", "archive", FIRST_LAYOUT], cwd=REPO, check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
-    bot = f"first-layout-{int(time.time())}"
-    run_ok(host, f"{COMPOSE} down")
-    run_ok(host, f"find {PROJECT} -mindepth 1 -maxdepth 1 ! -name build ! -name tls -exec rm -rf {{}} +")
-    old_collection = {
-        "ANSIBLE_CONFIG": str(old / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(old / ".collections"),
-    }
-    first = ansible_playbook(
-        old / "molecule" / "stack" / "converge.yml",
-        INVENTORY,
-        env=old_collection,
-        extra_vars={"stack_source_dir": str(locked_sample(tmp_path))},
-    )
-    assert first.returncode == 0, first.stdout[-3000:]
-    assert not host.file(f"{PROJECT}/compose.yaml").is_symlink
-    # The collection of before runs the daemon (with its TUI), the database and the proxy.
-    wait_healthy(host, timeout=60, containers=(APP, DB, PROXY))
-    api(host, "POST", "/api/bots", {"bot_id": bot, "symbol": "ETH", "strategy": "quad_ma"})
-    certificate = served_certificate(host, 7681)
-
-    with engine_events(host) as events:
-        result = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-3000:]
-    assert_no_secret(out)
-    assert events.count("app start") == 1, events
-    assert events.count("proxy start") <= 1, events
-    assert events.count("db start") == 1, events
-
-    legacy = [r for r in releases(host).values() if str(r["id"]).startswith("legacy-")]
-    assert len(legacy) == 1, sorted(releases(host))
-    kept = host.file(f"{PROJECT}/releases/{legacy[0]['id']}/compose.yaml").content_string
-    assert "./secrets/app_config" in kept
-    assert current_release(host)["id"] != legacy[0]["id"]
-    assert run_ok(host, f"readlink {PROJECT}/compose.yaml {PROJECT}/current").split() == [
-        "current/compose.yaml",
-        f"releases/{current_release(host)['id']}",
-    ]
-    wait_healthy(host, timeout=60)
-    assert bot in api(host, "GET", "/api/bots")
-    assert api(host, "GET", "/api/bots").startswith("200 sample-2")
-    assert served_certificate(host, 7681) == certificate, "the certificate its users trust is kept"
-
-    again = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
-    assert again.returncode == 0, again.stdout[-3000:]
-    # The scenario's idempotence check (its test sequence has no idempotence step).
-    for name in ("stack-a", "stack-attacker"):
-        assert recap(again, name)["changed"] == 0, again.stdout[-3000:]
 
 
 def test_the_build_resolved_the_lock_and_kept_it_with_the_release(host: testinfra.host.Host) -> None:
@@ -743,11 +672,11 @@ def test_changed_settings_reach_the_containers_that_read_them_and_the_scenario_r
     them, the database is not.
 
     Then the scenario's settings again, with stack_release_keep: 2, after the releases
-    above (the first layout's, sample-2, the git source, the settings change): the
-    terminal comes back with the self-signed certificate the host made (not a renewed
-    one), and exactly two releases are kept, the running one and the newest other; the
-    services' files, the images and the first layout's files (secrets/, proxy/, tls/) that
-    only removed releases used go too."""
+    above (sample-2, the git source, the settings change): the terminal comes back with
+    the self-signed certificate the host made (not a renewed one), and exactly two releases
+    are kept, the running one and the newest other; the services' files and the images
+    that only removed releases used go too (the files of a collection of before: the
+    upgrade scenario)."""
     before = ids(host)
     self_signed = host.file(release_file(host, "tls", "certificate.pem")).content_string.strip()
     new_key = "0x4be0c61f" + "7a" * 28  # a changed key, in the format the preflight asks
@@ -803,6 +732,3 @@ def test_changed_settings_reach_the_containers_that_read_them_and_the_scenario_r
     images = set(run_ok(host, "docker images algo-trade/app --format '{{.Repository}}:{{.Tag}}'").split())
     assert images == {str(r["image"]) for r in kept.values()}
     assert run_ok(host, f"ls {PROJECT}/secrets").split() == ["db_app_password", "db_password"]
-    assert not host.file(f"{PROJECT}/proxy").exists
-    assert not host.file(f"{PROJECT}/tls").exists, "the certificate of the first layout went with its release"
-    assert not host.file(f"{PROJECT}/schema").exists, "the init script of before went with its last release"

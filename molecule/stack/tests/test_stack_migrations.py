@@ -39,16 +39,14 @@ from stackenv import (
     DB,
     INVENTORY,
     PROJECT,
-    PROXY,
     STACK_HOSTS,
     VARS,
     api,
     assert_no_secret,
     current_release,
-    locked_sample,
     wait_healthy,
 )
-from test_stack import assert_put_back, engine_events, ids, release_state
+from test_stack import assert_put_back, ids, release_state
 from testlib import REPO, ansible_playbook, failed_task, recap, run_ok
 
 testinfra_hosts = STACK_HOSTS
@@ -65,9 +63,6 @@ APPLIED = (
     "V004__add_signal_confidence.sql",
 )
 V001, V004_CONFIDENCE = APPLIED[0], APPLIED[-1]
-# The last commit whose stack role ran the setup script as the database's init script
-# (before schema migrations).
-BEFORE_MIGRATIONS = "64b7f55"
 
 
 def sha256(path: Path) -> str:
@@ -256,69 +251,6 @@ def test_a_failing_migration_stops_the_release_and_the_previous_one_runs_on(
     assert psql(host, "SELECT to_regclass('broken_probe')") == ""
 
 
-@pytest.mark.disruptive
-def test_a_host_deployed_before_migrations_is_taken_over_with_the_setup_as_baseline(
-    host: testinfra.host.Host, tmp_path: Path
-) -> None:
-    """A database made by the collection of before migrations (BEFORE_MIGRATIONS, from git):
-    the setup script ran as its init script, no history table. This collection records the
-    setup script as applied without running it (baseline: it is not re-runnable), says so,
-    and applies V001..V004; the data stays, the database container is recreated once
-    (without the init script's mount), and the next run changes nothing.
-
-    Then the database is made anew by a cold deploy, as the scenario's converge made it:
-    the cold deploy's tests pass on a second verify."""
-    old = tmp_path / "before-migrations"
-    old.mkdir()
-    archive = subprocess.run(["git", "archive", BEFORE_MIGRATIONS], cwd=REPO, check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
-    run_ok(host, f"{COMPOSE} down")
-    run_ok(host, "docker volume rm algo-trade_db-data")
-    env = {"ANSIBLE_CONFIG": str(old / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(old / ".collections")}
-    first = ansible_playbook(
-        old / "molecule" / "stack" / "converge.yml",
-        INVENTORY,
-        env=env,
-        extra_vars={"stack_source_dir": str(locked_sample(tmp_path))},
-    )
-    assert first.returncode == 0, first.stdout[-3000:]
-    # The collection of before runs the daemon (with its TUI), the database and the proxy.
-    wait_healthy(host, timeout=60, containers=(APP, DB, PROXY))
-    assert psql(host, "SELECT to_regclass('algotrade_schema_history')") == ""
-    assert psql(host, "SELECT to_regclass('signals')") == ""
-    assert any("docker-entrypoint-initdb.d" in m for m in db_mounts(host))
-    psql(host, "INSERT INTO ohlcv VALUES (now(), 'TAKEOVER', 1, 2, 0.5, 1.5, 10)")
-
-    with engine_events(host) as events:
-        result, out = deploy()
-    assert result.returncode == 0, out[-3000:]
-    assert (
-        f"recorded {SETUP} as applied without running it (baseline: no history table, and the database holds"
-        " the tables it creates, ohlcv, trades, fills, backtest_results" in out
-    ), out[-3000:]
-    assert f"applied {', '.join(APPLIED)}." in out
-    baseline = [(SETUP, None, sha256(SCRIPTS / SETUP), True), *scenario_list()[1:]]
-    assert recorded(host) == baseline
-    assert psql(host, "SELECT count(*) FROM ohlcv WHERE symbol = 'TAKEOVER'") == "1"
-    assert events.count("db start") == 1, events
-    assert not [m for m in db_mounts(host) if "docker-entrypoint-initdb.d" in m]
-    wait_healthy(host, timeout=60)
-    assert api(host, "GET", "/api/bots").startswith("200 ")
-
-    again, out = deploy()
-    assert again.returncode == 0, out[-3000:]
-    for name in ("stack-a", "stack-attacker"):
-        assert recap(again, name)["changed"] == 0, out[-3000:]
-    assert recorded(host) == baseline
-
-    run_ok(host, f"{COMPOSE} down")
-    run_ok(host, "docker volume rm algo-trade_db-data")
-    cold, out = deploy()
-    assert cold.returncode == 0, out[-3000:]
-    assert recorded(host) == scenario_list()
-    wait_healthy(host, timeout=60)
-
-
 def test_the_build_host_keeps_the_locks_of_kept_releases_only(host: testinfra.host.Host) -> None:
     """After the deploys of this scenario (more images than stack_release_keep releases),
     the Cargo.lock files resolved per image tag are those of the images the kept releases
@@ -330,3 +262,17 @@ def test_the_build_host_keeps_the_locks_of_kept_releases_only(host: testinfra.ho
     assert locks <= kept, (
         f"locks of images no kept release runs: {sorted(locks - kept)} (kept: {sorted(kept)})"
     )
+
+
+@pytest.mark.disruptive
+def test_a_database_made_anew_gets_the_setup_and_every_migration_applied(host: testinfra.host.Host) -> None:
+    """The database volume removed (after the migrations the tests above added and took
+    away again): the next deploy makes the database anew and applies the setup script and
+    every migration of the source, in order, as the scenario's converge did; the tests after
+    this file's find the database as it made it."""
+    run_ok(host, f"{COMPOSE} down")
+    run_ok(host, "docker volume rm algo-trade_db-data")
+    cold, out = deploy()
+    assert cold.returncode == 0, out[-3000:]
+    assert recorded(host) == scenario_list()
+    wait_healthy(host, timeout=60)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import time
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -25,22 +24,16 @@ from stackenv import (
     PROJECT,
     STACK_HOSTS,
     VARS,
-    api,
     assert_no_secret,
-    current_release,
     wait_healthy,
 )
 from test_services import process_environment
-from test_stack import engine_events
 from testlib import REPO, ansible_playbook, recap, run_ok, run_with_stdin
 
 testinfra_hosts = STACK_HOSTS
 
 APP_ROLE = "algo_app"
 ROLLOUT = REPO / "molecule" / "stack" / "rollout.yml"
-CONVERGE = REPO / "molecule" / "stack" / "converge.yml"
-# The last commit whose app logged in as the admin (the database's bootstrap superuser).
-BEFORE_APP_ROLE = "c3bd802"
 
 
 def admin_sql(host: testinfra.host.Host, sql: str) -> str:
@@ -258,55 +251,6 @@ def test_a_role_changed_by_hand_is_put_back_by_the_next_rollout_and_the_app_runs
     assert again.returncode == 0, again.stdout[-3000:]
     assert recap(again, "stack-a")["changed"] == 0, again.stdout[-3000:]
     wait_healthy(host, timeout=60)
-
-
-@pytest.mark.disruptive
-def test_a_host_whose_app_logged_in_as_the_admin_is_taken_over_with_one_restart(
-    host: testinfra.host.Host, tmp_path: Path
-) -> None:
-    """The collection of before the app's role (BEFORE_APP_ROLE, from git) deploys; its app
-    logs in as algo, the superuser. This collection then makes algo_app with its rights,
-    restarts each app service once (their URL changed) and not the database, keeps the data,
-    and the next run changes nothing. The release of before stays on the host, marked as
-    having no role of its own (release.json without db_app)."""
-    old = tmp_path / "before-app-role"
-    old.mkdir()
-    archive = subprocess.run(["git", "archive", BEFORE_APP_ROLE], cwd=REPO, check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
-    env = {"ANSIBLE_CONFIG": str(old / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(old / ".collections")}
-    # The same source and image template as this collection's: the image is not built again.
-    first = ansible_playbook(old / "molecule" / "stack" / "converge.yml", INVENTORY, env=env)
-    assert first.returncode == 0, first.stdout[-3000:]
-    wait_healthy(host, timeout=90)
-    assert urlsplit(process_environment(host, APP, "algo-trade run")["DATABASE_URL"]).username == "algo"
-    # What that collection left on a host it made: no app role, no file of its password.
-    admin_sql(host, "DROP OWNED BY algo_app; DROP ROLE algo_app")
-    run_ok(host, f"rm {PROJECT}/secrets/db_app_password")
-    old_release = current_release(host)
-    assert "db_app" not in old_release
-    admin_sql(host, "INSERT INTO ohlcv VALUES (now(), 'UPGRADE', 1, 2, 0.5, 1.5, 10)")
-
-    with engine_events(host) as events:
-        result = ansible_playbook(CONVERGE, INVENTORY)
-    out = result.stdout + result.stderr
-    assert_no_secret(out)
-    assert result.returncode == 0, out[-3000:]
-    for container in APP_SERVICES:
-        service = container.removeprefix("algo-trade-").removesuffix("-1")
-        assert events.count(f"{service} start") == 1, (service, events)
-    assert events.count("db start") == 0, events
-    assert role_attributes(host) == LEAST
-    rc, found = app_sql(host, "SELECT count(*) FROM ohlcv WHERE symbol = 'UPGRADE'")
-    assert (rc, found) == (0, "1"), found
-    assert current_release(host)["db_app"] == {"user": "algo_app", "schemas": ["public"]}
-    assert host.file(f"{PROJECT}/releases/{old_release['id']}/release.json").exists
-    wait_healthy(host, timeout=60)
-    assert api(host, "GET", "/api/bots").startswith("200 ")
-
-    again = ansible_playbook(CONVERGE, INVENTORY)
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert recap(again, "stack-a")["changed"] == 0, again.stdout[-3000:]
-    admin_sql(host, "DELETE FROM ohlcv WHERE symbol = 'UPGRADE'")
 
 
 def alter_app_password(password: str) -> str:
