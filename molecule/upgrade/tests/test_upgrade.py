@@ -244,15 +244,20 @@ def test_a_host_whose_app_logged_in_as_the_admin_is_taken_over_with_one_restart(
 
 
 def test_the_prune_takes_the_releases_of_before_with_their_files(host: testinfra.host.Host) -> None:
-    """After the takeovers above, stack_release_keep: 1 keeps the running release alone: the
-    releases of before go with the files only they used (the first layout's proxy/ and
-    tls/, the init script of before migrations in schema/), and the stack runs on."""
-    assert len(releases(host)) >= 3, sorted(releases(host))
-    result = ansible_playbook(CONVERGE, INVENTORY, extra_vars={"stack_release_keep": 1})
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert sorted(releases(host)) == [current_release(host)["id"]]
-    assert run_ok(host, f"ls {PROJECT}/secrets").split() == ["db_app_password", "db_password"]
+    """After the takeovers above, the runs' prunes keep the newest stack_release_keep (3):
+    the first layout's release (legacy-*) went with the files only it used (proxy/, tls/).
+    With stack_release_keep: 2, the release of before migrations goes too, with the init
+    script it mounted (schema/); the running one and the newest other stay, and the stack
+    runs on."""
+    assert not [i for i in releases(host) if i.startswith("legacy-")], sorted(releases(host))
     assert not host.file(f"{PROJECT}/proxy").exists
     assert not host.file(f"{PROJECT}/tls").exists, "the certificate of the first layout went with its release"
+    assert host.file(f"{PROJECT}/schema").exists, "a kept release of before migrations mounts it"
+    result = ansible_playbook(CONVERGE, INVENTORY, extra_vars={"stack_release_keep": 2})
+    assert result.returncode == 0, result.stdout[-3000:]
+    kept = releases(host)
+    assert len(kept) == 2, sorted(kept)
+    assert current_release(host)["id"] in kept
+    assert run_ok(host, f"ls {PROJECT}/secrets").split() == ["db_app_password", "db_password"]
     assert not host.file(f"{PROJECT}/schema").exists, "the init script of before went with its last release"
     wait_healthy(host, timeout=60)
