@@ -34,16 +34,17 @@ demo-destroy: setup ## Remove the throwaway demo host and its data
 bench: setup ## Measure deploy times on throwaway local hosts; writes docs/benchmarks.md (not part of test)
 	python tools/bench.py
 
-# The checks run beside the scenarios, one after another: the scenarios take longest,
-# and both mostly wait (hosts, health gates, builds). `default` runs in the checks lane,
-# after the checks, with ansible-core 2.21 and 2.17 (the ends of requires_ansible) instead
-# of the molecule lane's 2.19: one scenario's hosts and network have fixed names, so it
-# must never run twice at once.
+# Two lanes side by side, of about the same length (both mostly wait: hosts, health gates,
+# builds): the checks one after another, then the upgrade scenario; and the other
+# scenarios three at a time, where `default` takes the first free slot with ansible-core
+# 2.21 and then 2.17 (the ends of requires_ansible) instead of the venv's 2.19, in one
+# slot: a scenario's hosts and network have fixed names, so it must never run beside itself.
 test: setup ## Set up everything and run every check and scenario
-	$(MAKE) --no-print-directory -j2 --output-sync=target molecule checks-lane SKIP_SCENARIOS=default
+	$(MAKE) --no-print-directory -j2 --output-sync=target molecule checks-lane \
+	  SKIP_SCENARIOS="default upgrade" LAST_SCENARIOS=default@2.21,2.17
 
 checks-lane: checks
-	$(MAKE) --no-print-directory core-scenarios
+	tools/scenarios.sh upgrade
 
 checks: lint sanity unit ## lint, sanity and unit
 
@@ -73,12 +74,13 @@ core-scenarios: ## The default scenario with ansible-core 2.21 and 2.17 (tools/s
 	rc=0; for core in 2.21 2.17; do tools/scenario-on-core.sh $$core default || rc=1; done; exit $$rc
 
 # The longest first: tools/scenarios.sh runs three at a time. SKIP_SCENARIOS: those that
-# run elsewhere (`make test` runs `default` with other cores).
+# run elsewhere; LAST_SCENARIOS: more after them (`make test`: `default` with other cores).
 SKIP_SCENARIOS ?=
+LAST_SCENARIOS ?=
 LONGEST_FIRST := $(foreach s,stack fleet backup,$(filter $(s),$(SCENARIOS))) $(filter-out stack fleet backup,$(SCENARIOS))
 
 molecule: ## Run every Molecule scenario (create to destroy), three at a time
-	tools/scenarios.sh $(filter-out $(SKIP_SCENARIOS),$(LONGEST_FIRST))
+	tools/scenarios.sh $(filter-out $(SKIP_SCENARIOS),$(LONGEST_FIRST)) $(LAST_SCENARIOS)
 
 scenario: ## One scenario: make scenario SCENARIO=default
 	molecule test -s $(SCENARIO)

@@ -4,6 +4,8 @@
 # machine well. Scenarios have their own hosts and networks (molecule-<scenario>).
 # Each one's output goes to .cache/molecule/<scenario>.log and is printed when it ends
 # (whole for a failure, its recap otherwise). Usage: scenarios.sh SCENARIO...
+# SCENARIO@CORE,CORE... runs that scenario with each ansible-core in turn, in one slot
+# (tools/scenario-on-core.sh: a scenario must never run beside itself).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 logs=$root/.cache/molecule
@@ -12,9 +14,17 @@ mkdir -p "$logs"
 
 # shellcheck disable=SC2317  # run by xargs, through the exported function
 run_one() {
-  local scenario=$1 log=$logs/$1.log start rc=0
+  local scenario=$1 log=$logs/$1.log start rc=0 core cores
   start=$(date +%s)
-  molecule test -s "$scenario" >"$log" 2>&1 || rc=$?
+  if [[ $scenario == *@* ]]; then
+    : >"$log"
+    cores=${scenario#*@}
+    for core in ${cores//,/ }; do
+      "$root/tools/scenario-on-core.sh" "$core" "${scenario%@*}" >>"$log" 2>&1 || rc=$?
+    done
+  else
+    molecule test -s "$scenario" >"$log" 2>&1 || rc=$?
+  fi
   if [ "$rc" -ne 0 ]; then
     echo "==> molecule test -s $scenario FAILED (exit $rc) after $(($(date +%s) - start)) s; its output:"
     cat "$log"
@@ -25,7 +35,7 @@ run_one() {
   return "$rc"
 }
 export -f run_one
-export logs
+export logs root
 
 # The longest first, so the short ones fill in beside them.
 rc=0
