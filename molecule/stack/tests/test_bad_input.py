@@ -1,13 +1,14 @@
 """Bad settings are refused in preflight, with the variable and the fix named, and
 nothing on the deployed host changes: before and after the refusals, the project
-directory (paths, modes, owners, checksums), the host's top-level directories, the
-containers (IDs, images, start times, restarts), images, volumes and networks are the same.
+directory (paths, modes, owners, checksums), the host's top-level directories and those
+of /opt, /srv and /var/lib, the containers (IDs, images, start times, restarts), images,
+volumes and networks are the same.
 
 One run refuses every case: each case is a host of its own, an alias of stack-a (the
 same container, the case's settings as its host variables), so the role's checks run
 against the deployed host once per case, side by side, with the role alone (the rollout
 playbooks add their own checks, tested in tests/ and fleet). One run per case took
-7-10 s each, about 5 minutes for the 36 cases (pytest's durations, idle machine); the
+7-10 s each, about 5 minutes for the 36 cases of then (pytest's durations, idle machine); the
 one run, 72.5 s. A case refused too late shows up twice: in
 its own row (no refusal, or changed > 0) and in the snapshot's diff.
 
@@ -256,6 +257,16 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "must be a private key, 0x and 64 hex",
     ),
     (
+        "wallet-key-not-hex",
+        {"stack_hyperliquid_api_wallet_key": "0x" + "g" * 64},
+        "stack_hyperliquid_api_wallet_key: must be a private key, 0x and 64 hex",
+    ),
+    (
+        "account-address-a-key",
+        {"stack_hyperliquid_account_address": "0x" + "ab" * 32},
+        "stack_hyperliquid_account_address: must be an address, 0x and 40 hex",
+    ),
+    (
         "git-url-malformed",
         {"stack_source": "git", "stack_source_git_repo": "not a url"},
         "stack_source_git_repo: must be a Git URL",
@@ -284,7 +295,8 @@ def scenario_networks() -> list[str]:
 SNAPSHOT = (
     f"cd {PROJECT} && find . -printf '%M %U:%G %p\\n' | sort"
     " && find . -type f -print0 | sort -z | xargs -0 sha256sum"
-    " && ls -A /"
+    # The top-level directories and those where a wrong path would make one (/opt/algo:trade).
+    " && ls -A / /opt /srv /var/lib"
     " && docker inspect -f '{{.Name}} {{.Id}} {{.Image}} {{.State.StartedAt}} {{.RestartCount}}'"
     " $(docker ps -aq) | sort"
     " && docker image ls -a --no-trunc --format '{{.ID}} {{.Repository}}:{{.Tag}}' | sort"
