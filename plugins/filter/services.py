@@ -154,6 +154,12 @@ def _service_problems(name: str, spec: Mapping[str, Any], secrets: list[str]) ->
             )
         if _truth(spec.get("api", False)):
             problems.append(f"{where}: a web terminal cannot also serve the API; make them two services")
+        if _truth(spec.get("data", False)):
+            problems.append(
+                f"{where}: a web terminal cannot have data: true (it runs as stack_tui_uid, and /data with "
+                f"the bot databases belongs to the app services); leave data out, or make a service "
+                f"without a terminal"
+            )
     if _truth(spec.get("bots", False)) and not _truth(spec.get("data", False)):
         problems.append(f"{where}.bots needs data: true (the bot database lives in /data)")
     return problems
@@ -226,18 +232,20 @@ def release_files(
     secrets: Mapping[str, Any],
     config: str,
     uid: object,
+    terminal_uid: object = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Each service's files: the app's config and env_NAME for each secret variable it names
-    (the entrypoint exports it into the service's process only), all 0400 owned by uid.
+    (the entrypoint exports it into the service's process only), all 0400 owned by the
+    user the service runs as: uid, or terminal_uid for a web terminal (when given).
     A file with no content (an empty secret) is not deployed."""
-    return {
-        name: [{"name": "app_config", "content": config, "uid": uid, "mode": "0400"}]
-        + [
-            {"name": f"env_{secret}", "content": str(secrets.get(secret, "")), "uid": uid, "mode": "0400"}
+    files: dict[str, list[dict[str, Any]]] = {}
+    for name, service in enabled.items():
+        owner = terminal_uid if service.get("terminal") and terminal_uid is not None else uid
+        files[name] = [{"name": "app_config", "content": config, "uid": owner, "mode": "0400"}] + [
+            {"name": f"env_{secret}", "content": str(secrets.get(secret, "")), "uid": owner, "mode": "0400"}
             for secret in service["secrets"]
         ]
-        for name, service in enabled.items()
-    }
+    return files
 
 
 # crypt's own default: nginx checks a login in its event loop, and at passlib's 656000 rounds

@@ -116,6 +116,11 @@ def test_terminals_go_with_stack_tui_enabled_false() -> None:
             "x.terminal.user must be",
         ),
         ({"x": {"command": ["run"], "bots": True}}, {}, "stack_services.x.bots needs data: true"),
+        (
+            {"x": {"command": ["run"], "terminal": {"port": 7690}, "data": True}},
+            {},
+            "stack_services.x: a web terminal cannot have data: true (it runs as stack_tui_uid",
+        ),
         ({"x": {"command": ["run"], "api": True}}, {}, "exactly one enabled service must serve the API"),
         ({"app": {"enabled": False}}, {}, "not 0 (none)"),
         ({"x": {"command": ["run"], "terminal": {"port": 7682}}}, {}, "publish the same port 7682"),
@@ -161,6 +166,21 @@ def test_release_files_hold_each_named_secret_and_the_config() -> None:
     collector = {f["name"]: f for f in files["signal-collector"]}
     assert collector["env_CRYPTOPANIC_API_KEY"]["content"] == "", "empty: not deployed"
     assert all(f["mode"] == "0400" and f["uid"] == 10001 for fs in files.values() for f in fs)
+
+
+def test_a_terminals_files_belong_to_the_terminals_user() -> None:
+    """With terminal_uid, a web terminal's files are its user's, every other service's the
+    app's. Seen to fail with one owner for all (the terminal could not read its config)."""
+    enabled = services_filter.services(SERVICES, {}, True, {"user": "trader", "password": "p"})
+    files = services_filter.release_files(
+        enabled, {"DATABASE_URL": "u"}, "[server]", 10001, terminal_uid=10002
+    )
+    owners = {service: {f["uid"] for f in service_files} for service, service_files in files.items()}
+    terminals = {name for name, service in enabled.items() if service["terminal"]}
+    assert terminals, "the default services have web terminals"
+    assert {name: uid for name, uid in owners.items()} == {
+        name: {10002} if name in terminals else {10001} for name in enabled
+    }
 
 
 SECRET_VALUES = {

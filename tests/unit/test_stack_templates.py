@@ -254,6 +254,22 @@ def compose(tmp_path: Path, **overrides: object) -> dict[str, Any]:
     return rendered
 
 
+def test_the_web_terminals_run_as_their_own_user_with_their_sockets_on_its_tmpfs(tmp_path: Path) -> None:
+    """Each terminal service runs as stack_tui_uid, every other app service as 10001; the
+    sockets' volume is a tmpfs that user owns (mode 0711: the proxy reaches a socket by its
+    name), named after it. Seen to fail with one user for every app service."""
+    rendered = compose(tmp_path, stack_tui_uid=10077)
+    app_services = [name for name in SERVICES if name in rendered["services"] and name != "proxy"]
+    users = {name: rendered["services"][name]["user"] for name in app_services}
+    terminals = {"live-bot-tui", "backtest-manager"}
+    assert users == {name: "10077:10077" if name in terminals else "10001:10001" for name in app_services}
+    volume = rendered["volumes"]["tui-sockets-10077"]
+    assert volume["driver_opts"]["type"] == "tmpfs"
+    assert "uid=10077,gid=10077,mode=0711" in volume["driver_opts"]["o"]
+    for name in [*terminals, "proxy"]:
+        assert "tui-sockets-10077:/run/ttyd" in [str(v) for v in rendered["services"][name]["volumes"]], name
+
+
 def test_compose_lists_the_migrations_and_the_database_runs_no_init_script(tmp_path: Path) -> None:
     """The release's id is a digest of its compose file: the schema migrations are listed
     there by name and checksum (a changed file, a new release), and the database mounts no
@@ -295,7 +311,7 @@ def test_compose_publishes_only_through_the_proxy(
     assert services.get("proxy", {}).get("ports") == proxy_ports
     assert services["app"].get("ports") == app_ports
     assert ("live-bot-tui" in services and "backtest-manager" in services) is tui
-    assert ("tui-socket:/run/ttyd" in services.get("proxy", {}).get("volumes", [])) is tui
+    assert ("tui-sockets-10002:/run/ttyd" in services.get("proxy", {}).get("volumes", [])) is tui
     assert all("tui-socket" not in " ".join(s.get("volumes", [])) for n, s in services.items() if n != "proxy"
                and not n.endswith(("-tui", "-manager")))  # fmt: skip
     assert "ports" not in services["db"]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import testinfra.host
-from stackenv import APP, APP_SERVICES, CONTAINERS, DB, PROXY, STACK_HOSTS, primary_address
+from stackenv import APP, APP_SERVICES, CONTAINERS, DB, PROXY, STACK_HOSTS, TERMINALS, primary_address
 from testlib import docker_json, run_ok
 
 testinfra_hosts = STACK_HOSTS
@@ -174,3 +174,38 @@ class TestContainerRuntime:
         for port, bindings in (inspect(host, container)["HostConfig"]["PortBindings"] or {}).items():
             for binding in bindings:
                 assert binding["HostIp"] == address, f"{container} {port}: {binding}"
+
+
+def daemon_pid(host: testinfra.host.Host) -> str:
+    """The host's PID of the daemon's process (tini's child, where the entrypoint exported
+    the keys): its /proc entry is the host's view of that process."""
+    tini = run_ok(host, f"docker inspect -f '{{{{.State.Pid}}}}' {APP}").strip()
+    return run_ok(host, f"pgrep -P {tini} -f 'algo-trade run'").split()[0]
+
+
+def test_the_web_terminals_run_as_a_user_that_cannot_read_the_daemons_keys(host: testinfra.host.Host) -> None:
+    """A terminal (ttyd and the TUI: it runs what is typed) that escaped its container as
+    its own UID cannot read the daemon's environment (its exchange keys) nor its key files:
+    on the host, as 10002 (stack_tui_uid) both are refused, as 10001 (the daemon's UID,
+    which the terminals had before) both are read, which shows the check can fail. Inside,
+    the terminal's processes run as 10002 and its secrets hold no key."""
+    environ = f"/proc/{daemon_pid(host)}/environ"
+    key_file = run_ok(
+        host, f"docker inspect -f '{{{{range .Mounts}}}}{{{{.Source}}}} {{{{end}}}}' {APP}"
+    ).split()
+    (key,) = [source for source in key_file if source.endswith("/env_HYPERLIQUID_PRIVATE_KEY")]
+    as_daemon = "setpriv --reuid 10001 --regid 10001 --clear-groups"
+    as_terminal = "setpriv --reuid 10002 --regid 10002 --clear-groups"
+    assert "HYPERLIQUID_PRIVATE_KEY=" in run_ok(host, f"{as_daemon} cat {environ} | tr '\\0' '\\n'")
+    assert host.run(f"{as_daemon} cat {key}").rc == 0
+    for path in (environ, key):
+        refused = host.run(f"{as_terminal} cat {path}")
+        assert refused.rc != 0, path
+        assert "Permission denied" in refused.stderr, refused.stderr
+    for terminal in TERMINALS:
+        users = {
+            line.split()[1]
+            for line in run_ok(host, f"docker top {terminal} -eo pid,uid,comm").splitlines()[1:]
+        }
+        assert users == {"10002"}, (terminal, users)
+        assert "hyperliquid" not in run_ok(host, f"docker exec {terminal} ls /run/secrets").lower()

@@ -111,9 +111,11 @@ def test_only_the_proxy_publishes_ports(host: testinfra.host.Host) -> None:
 
 
 @pytest.mark.parametrize("container", APP_SERVICES)
-def test_app_processes_run_as_10001(host: testinfra.host.Host, container: str) -> None:
+def test_app_processes_run_as_10001_and_the_web_terminals_as_10002(
+    host: testinfra.host.Host, container: str
+) -> None:
     top = run_ok(host, f"docker top {container} -eo pid,uid,comm").splitlines()[1:]
-    assert {line.split()[1] for line in top} == {"10001"}
+    assert {line.split()[1] for line in top} == {"10002" if container in TERMINALS else "10001"}
 
 
 def test_data_volume_writable_by_the_app(host: testinfra.host.Host) -> None:
@@ -152,6 +154,7 @@ def test_proxy_reaches_the_app_but_not_the_database(host: testinfra.host.Host) -
         ("app", "env_HYPERLIQUID_PRIVATE_KEY", 10001),
         ("app", "env_DATABASE_URL", 10001),
         ("scheduled-backtest", "app_config", 10001),
+        ("live-bot-tui", "app_config", 10002),
         ("proxy", "htpasswd_live-bot-tui", 101),
         ("proxy", "htpasswd_backtest-manager", 101),
         ("proxy", "api_htpasswd", 101),
