@@ -28,6 +28,7 @@ from stackenv import (
     PROXY,
     STACK_HOST,
     STACK_HOSTS,
+    TERMINALS,
     VARS,
     api,
     assert_no_secret,
@@ -198,10 +199,11 @@ def test_a_host_deployed_before_migrations_is_taken_over_with_the_setup_as_basel
 def test_a_host_whose_app_logged_in_as_the_admin_is_taken_over_with_one_restart(
     host: testinfra.host.Host, tmp_path: Path
 ) -> None:
-    """The collection of before the app's role (BEFORE_APP_ROLE, from git) deploys; its app
-    logs in as algo, the superuser. This collection then makes algo_app with its rights,
-    restarts each app service once (their URL changed) and not the database, keeps the data,
-    and the next run changes nothing. The release of before stays on the host, marked as
+    """The collection of before the app's role (BEFORE_APP_ROLE, from git; before the web
+    terminals' own UID too) deploys; its app logs in as algo, the superuser. This
+    collection then makes algo_app with its rights, restarts each app service once (their
+    URL changed) and not the database, keeps the data, runs the terminals as
+    stack_tui_uid, and the next run changes nothing. The release of before stays on the host, marked as
     having no role of its own (release.json without db_app)."""
     old = tmp_path / "before-app-role"
     old.mkdir()
@@ -234,6 +236,16 @@ def test_a_host_whose_app_logged_in_as_the_admin_is_taken_over_with_one_restart(
     assert (rc, found) == (0, "1"), found
     assert current_release(host)["db_app"] == {"user": "algo_app", "schemas": ["public"]}
     assert host.file(f"{PROJECT}/releases/{old_release['id']}/release.json").exists
+    # The web terminals of before ran as the daemon's UID, their sockets on a volume of
+    # their own: now as stack_tui_uid, on a tmpfs volume of that user; the old one is gone.
+    volumes = run_ok(host, "docker volume ls -q").split()
+    assert "algo-trade_tui-sockets-10002" in volumes, volumes
+    assert "algo-trade_tui-socket" not in volumes, volumes
+    for terminal in TERMINALS:
+        users = {
+            line.split()[1] for line in run_ok(host, f"docker top {terminal} -eo pid,uid").splitlines()[1:]
+        }
+        assert users == {"10002"}, (terminal, users)
     wait_healthy(host, timeout=60)
     assert api(host, "GET", "/api/bots").startswith("200 ")
 
