@@ -186,22 +186,24 @@ def daemon_pid(host: testinfra.host.Host) -> str:
 def test_the_web_terminals_run_as_a_user_that_cannot_read_the_daemons_keys(host: testinfra.host.Host) -> None:
     """A terminal (ttyd and the TUI: it runs what is typed) that escaped its container as
     its own UID cannot read the daemon's environment (its exchange keys) nor its key files:
-    on the host, as 10002 (stack_tui_uid) both are refused, as 10001 (the daemon's UID,
-    which the terminals had before) both are read, which shows the check can fail. Inside,
-    the terminal's processes run as 10002 and its secrets hold no key."""
+    on the host, as 10002 (stack_tui_uid) the environment is refused, as 10001 (the
+    daemon's UID, which the terminals had before) it is read, which shows the check can
+    fail; the key file is the daemon's alone (10001, 0400), so another UID cannot read it
+    even where it may reach its directory. Inside, the terminal's processes run as 10002
+    and its secrets hold no key."""
     environ = f"/proc/{daemon_pid(host)}/environ"
-    key_file = run_ok(
+    sources = run_ok(
         host, f"docker inspect -f '{{{{range .Mounts}}}}{{{{.Source}}}} {{{{end}}}}' {APP}"
     ).split()
-    (key,) = [source for source in key_file if source.endswith("/env_HYPERLIQUID_PRIVATE_KEY")]
+    (key,) = [source for source in sources if source.endswith("/env_HYPERLIQUID_PRIVATE_KEY")]
     as_daemon = "setpriv --reuid 10001 --regid 10001 --clear-groups"
     as_terminal = "setpriv --reuid 10002 --regid 10002 --clear-groups"
     assert "HYPERLIQUID_PRIVATE_KEY=" in run_ok(host, f"{as_daemon} cat {environ} | tr '\\0' '\\n'")
-    assert host.run(f"{as_daemon} cat {key}").rc == 0
-    for path in (environ, key):
-        refused = host.run(f"{as_terminal} cat {path}")
-        assert refused.rc != 0, path
-        assert "Permission denied" in refused.stderr, refused.stderr
+    refused = host.run(f"{as_terminal} cat {environ}")
+    assert refused.rc != 0, environ
+    assert "Permission denied" in refused.stderr, refused.stderr
+    key_file = host.file(key)
+    assert (key_file.uid, key_file.gid, key_file.mode) == (10001, 10001, 0o400)
     for terminal in TERMINALS:
         users = {
             line.split()[1]
