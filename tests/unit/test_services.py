@@ -178,9 +178,7 @@ def test_a_terminals_files_belong_to_the_terminals_user() -> None:
     owners = {service: {f["uid"] for f in service_files} for service, service_files in files.items()}
     terminals = {name for name, service in enabled.items() if service["terminal"]}
     assert terminals, "the default services have web terminals"
-    assert {name: uid for name, uid in owners.items()} == {
-        name: {10002} if name in terminals else {10001} for name in enabled
-    }
+    assert owners == {name: {10002} if name in terminals else {10001} for name in enabled}
 
 
 SECRET_VALUES = {

@@ -53,6 +53,15 @@ def test_2_daemon_json_settings_in_effect(host: testinfra.host.Host) -> None:
     assert host.process.filter(comm="docker-proxy") == []
 
 
+def test_every_running_container_of_the_stack_is_checked(host: testinfra.host.Host) -> None:
+    """The checks below run for each of CONTAINERS: a container the stack gains (a new
+    service) fails here until it is in that list, and so under the checks."""
+    running = run_ok(
+        host, "docker ps --filter label=com.docker.compose.project=algo-trade --format '{{.Names}}'"
+    ).split()
+    assert sorted(running) == sorted(CONTAINERS)
+
+
 @pytest.mark.parametrize("container", CONTAINERS)
 def test_2_1_no_container_of_the_stack_is_on_the_default_bridge(
     host: testinfra.host.Host, container: str
