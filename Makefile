@@ -34,8 +34,8 @@ demo-destroy: setup ## Remove the throwaway demo host and its data
 bench: setup ## Measure deploy times on throwaway local hosts; writes docs/benchmarks.md (not part of test)
 	python tools/bench.py
 
-# Two lanes side by side, of about the same length (both mostly wait: hosts, health gates,
-# builds): the checks one after another, then the upgrade scenario; and the other
+# Two lanes side by side, of about the same length (they share the two cores, busy
+# throughout: docs/benchmarks.md): the checks one after another, then the upgrade scenario; and the other
 # scenarios three at a time, where `default` takes the first free slot with ansible-core
 # 2.21 and then 2.17 (the ends of requires_ansible) instead of the venv's 2.19, in one
 # slot: a scenario's hosts and network have fixed names, so it must never run beside itself.
