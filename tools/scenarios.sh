@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs Molecule scenarios (create to destroy), three at a time: much of a scenario is
-# waiting (health gates, restarts, the network), so three share the 2-core test
-# machine well. Scenarios have their own hosts and networks (molecule-<scenario>).
+# Runs Molecule scenarios (create to destroy), three at a time (beside the checks lane,
+# they keep the 2-core test machine busy; more at once would only slow each one down).
+# Scenarios have their own hosts and networks (molecule-<scenario>).
 # Each one's output goes to .cache/molecule/<scenario>.log and is printed when it ends
 # (whole for a failure, its recap otherwise). Usage: scenarios.sh SCENARIO...
 # SCENARIO@CORE,CORE... runs that scenario with each ansible-core in turn, in one slot
