@@ -70,6 +70,19 @@ SOURCE_VERSION = re.search(
 )[1]  # type: ignore[index]
 
 
+def converge_of_before(commit: str, tmp_path: Path, **extra_vars: object) -> subprocess.CompletedProcess[str]:
+    """The stack scenario's converge.yml of the collection at `commit` (its tree from git,
+    with its own ansible.cfg and collection path), against this scenario's inventory."""
+    old = tmp_path / f"collection-{commit}"
+    old.mkdir()
+    archive = subprocess.run(["git", "archive", commit], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    env = {"ANSIBLE_CONFIG": str(old / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(old / ".collections")}
+    return ansible_playbook(
+        old / "molecule" / "stack" / "converge.yml", INVENTORY, env=env, extra_vars=extra_vars
+    )
+
+
 def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.Host, tmp_path: Path) -> None:
     """The collection of before whole releases (its tree at FIRST_LAYOUT, from git)
     deploys the stack on the bare host as it did; this collection then takes the host over: the data
@@ -81,24 +94,11 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
 
     Seen to fail without roles/release/tasks/adopt.yml (then roles/stack's): the first
     release had nothing to put back and left the first layout's files behind."""
-    old = tmp_path / "first-layout"
-    old.mkdir()
-    archive = subprocess.run(["git", "archive", FIRST_LAYOUT], cwd=REPO, check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
     bot = f"first-layout-{int(time.time())}"
     if host.file(PROJECT).exists:  # a verify run again: the stack of the tests below goes
         run_ok(host, f"{COMPOSE} down")
         run_ok(host, f"find {PROJECT} -mindepth 1 -maxdepth 1 ! -name build ! -name tls -exec rm -rf {{}} +")
-    old_collection = {
-        "ANSIBLE_CONFIG": str(old / "ansible.cfg"),
-        "ANSIBLE_COLLECTIONS_PATH": str(old / ".collections"),
-    }
-    first = ansible_playbook(
-        old / "molecule" / "stack" / "converge.yml",
-        INVENTORY,
-        env=old_collection,
-        extra_vars={"stack_source_dir": str(locked_sample(tmp_path))},
-    )
+    first = converge_of_before(FIRST_LAYOUT, tmp_path, stack_source_dir=str(locked_sample(tmp_path)))
     assert first.returncode == 0, first.stdout[-3000:]
     assert not host.file(f"{PROJECT}/compose.yaml").is_symlink
     # The collection of before runs the daemon (with its TUI), the database and the proxy.
@@ -142,23 +142,10 @@ def test_a_host_deployed_before_migrations_is_taken_over_with_the_setup_as_basel
     the setup script ran as its init script, no history table. This collection records the
     setup script as applied without running it (baseline: it is not re-runnable), says so,
     and applies V001..V004; the data stays, the database container is recreated once
-    (without the init script's mount), and the next run changes nothing.
-
-    Then the database is made anew by a cold deploy, as the scenario's converge made it:
-    the cold deploy's tests pass on a second verify."""
-    old = tmp_path / "before-migrations"
-    old.mkdir()
-    archive = subprocess.run(["git", "archive", BEFORE_MIGRATIONS], cwd=REPO, check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    (without the init script's mount), and the next run changes nothing."""
     run_ok(host, f"{COMPOSE} down")
     run_ok(host, "docker volume rm algo-trade_db-data")
-    env = {"ANSIBLE_CONFIG": str(old / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(old / ".collections")}
-    first = ansible_playbook(
-        old / "molecule" / "stack" / "converge.yml",
-        INVENTORY,
-        env=env,
-        extra_vars={"stack_source_dir": str(locked_sample(tmp_path))},
-    )
+    first = converge_of_before(BEFORE_MIGRATIONS, tmp_path, stack_source_dir=str(locked_sample(tmp_path)))
     assert first.returncode == 0, first.stdout[-3000:]
     # The collection of before runs the daemon (with its TUI), the database and the proxy.
     wait_healthy(host, timeout=60, containers=(APP, DB, PROXY))
@@ -188,13 +175,6 @@ def test_a_host_deployed_before_migrations_is_taken_over_with_the_setup_as_basel
     assert recap(again, STACK_HOST)["changed"] == 0, out[-3000:]
     assert recorded(host) == baseline
 
-    run_ok(host, f"{COMPOSE} down")
-    run_ok(host, "docker volume rm algo-trade_db-data")
-    cold, out = deploy()
-    assert cold.returncode == 0, out[-3000:]
-    assert recorded(host) == scenario_list()
-    wait_healthy(host, timeout=60)
-
 
 def test_a_host_whose_app_logged_in_as_the_admin_is_taken_over_with_one_restart(
     host: testinfra.host.Host, tmp_path: Path
@@ -205,13 +185,8 @@ def test_a_host_whose_app_logged_in_as_the_admin_is_taken_over_with_one_restart(
     URL changed) and not the database, keeps the data, runs the terminals as
     stack_tui_uid, and the next run changes nothing. The release of before stays on the host, marked as
     having no role of its own (release.json without db_app)."""
-    old = tmp_path / "before-app-role"
-    old.mkdir()
-    archive = subprocess.run(["git", "archive", BEFORE_APP_ROLE], cwd=REPO, check=True, capture_output=True)
-    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
-    env = {"ANSIBLE_CONFIG": str(old / "ansible.cfg"), "ANSIBLE_COLLECTIONS_PATH": str(old / ".collections")}
     # The same source and image template as this collection's: the image is not built again.
-    first = ansible_playbook(old / "molecule" / "stack" / "converge.yml", INVENTORY, env=env)
+    first = converge_of_before(BEFORE_APP_ROLE, tmp_path)
     assert first.returncode == 0, first.stdout[-3000:]
     wait_healthy(host, timeout=90)
     assert urlsplit(process_environment(host, APP, "algo-trade run")["DATABASE_URL"]).username == "algo"
