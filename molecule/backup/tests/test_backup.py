@@ -9,13 +9,14 @@ before any later test restarts the app; the last ones tear the stack down.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shlex
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -1223,34 +1224,29 @@ def test_backup_moments_are_what_the_docs_say(host: testinfra.host.Host) -> None
 
 
 BAD_BUILD = "0badc0de0badc0de"
+ELSEWHERE = "/opt/algo-trade-elsewhere"
 
 
-def second_host(tmp_path: Path) -> Path:
-    """An inventory of backup-b: the same machine, with no stack in its ops_project_dir
-    (its preflight refuses). It comes after backup-a: in a batch of its own at serial 1."""
+def second_host(tmp_path: Path, project_dir: str = ELSEWHERE) -> Path:
+    """An inventory of backup-b: the same machine under another name, its stack in
+    `project_dir` (by default none there: its checks refuse). It comes after backup-a: in
+    a batch of its own at serial 1."""
     path = tmp_path / "backup-b.yml"
     host_vars = {
         "ansible_connection": "community.docker.docker",
         "ansible_host": HOST,
         "ansible_user": "root",
-        "ops_project_dir": "/opt/algo-trade-elsewhere",
+        "ops_project_dir": project_dir,
+        "backup_project_dir": project_dir,
     }
     path.write_text(json.dumps({"all": {"hosts": {"backup-b": host_vars}}}))
     return path
 
 
-def test_rollback_to_a_release_failing_its_gate_puts_the_running_one_back(
-    host: testinfra.host.Host, tmp_path: Path
-) -> None:
-    """The first failed host stops the run (one host at a time by default) and gets its
-    running release back whole, running and healthy.
-
-    The failing release is made here: the running one's files with an image of the same
-    app that never answers. Seen to fail when roles/ops rollback.yml passed no running
-    release to the switch (`switch_fallback: {}`): the broken release stayed, unhealthy;
-    and when playbooks/rollback.yml ran both hosts in one batch (`serial: 2`): backup-b's
-    refusal stopped the run before backup-a's rollback.
-    """
+@contextlib.contextmanager
+def release_failing_its_gate(host: testinfra.host.Host) -> Iterator[str]:
+    """A release BAD_BUILD beside the running one: its files with an image of the same app
+    that never answers. Yields the running release's id."""
     v1 = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
     current = json.loads(host.file(f"{PROJECT}/current/release.json").content_string)
     bad = f"{PROJECT}/releases/{BAD_BUILD}"
@@ -1264,48 +1260,114 @@ def test_rollback_to_a_release_failing_its_gate_puts_the_running_one_back(
         f" && sed -i 's|{current['id']}|{BAD_BUILD}|; s|{v1}|algo-trade/app:{BAD_BUILD}|' {bad}/release.json",
     )
     try:
-        rc, out, _run = playbook(
-            "rollback", second_host(tmp_path), ops_rollback_to=BAD_BUILD, stack_health_timeout=45
-        )
-        assert rc != 0, out[-3000:]
-        assert f"The release {BAD_BUILD} (algo-trade/app:{BAD_BUILD}) failed on backup-a" in out
-        assert f"Put back: release {current['id']} ({v1}), running and healthy." in out
-        assert "[backup-b]" not in out, "the run went on to the next host"
-        assert run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip() == v1
-        assert json.loads(host.file(f"{PROJECT}/current/release.json").content_string)["id"] == current["id"]
-        wait_healthy(host, timeout=60)
-        assert api_version(host) == "sample-1"
-        assert not host.file(f"{PROJECT}/deploy.lock").exists
+        yield str(current["id"])
     finally:
         host.run(f"docker image rm algo-trade/app:{BAD_BUILD}; rm -rf {bad}")
 
 
-def test_rollback_serial_sets_the_batch(host: testinfra.host.Host, tmp_path: Path) -> None:
-    """rollback_serial=2 puts both hosts in one batch: both reach the preflight together,
-    and backup-b's refusal there stops backup-a too (max_fail_percentage 0).
+def after_play(out: str, play: str) -> str:
+    """The output from the first banner of `play` on ('' when it never started)."""
+    return out[out.index(f"PLAY [{play}]") :] if f"PLAY [{play}]" in out else ""
 
-    Seen to fail when playbooks/rollback.yml ignored rollback_serial (`serial: 1`):
-    the preflight ran twice, backup-a alone in the first batch.
+
+def test_rollback_to_a_release_failing_its_gate_puts_the_running_one_back(
+    host: testinfra.host.Host, tmp_path: Path
+) -> None:
+    """The first failed host stops the run (one host at a time by default) and gets its
+    running release back whole, running and healthy. backup-b (the same stack under another
+    name) passes the checks of every host first, and never starts its batch.
+
+    Seen to fail when roles/ops rollback.yml passed no running release to the switch
+    (`switch_fallback: {}`): the broken release stayed, unhealthy; and when
+    playbooks/rollback.yml ran both hosts in one batch (`serial: 2`): backup-b's
+    refusal stopped the run before backup-a's rollback.
     """
     v1 = run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip()
-    app_id = app_started(host)[0]
-    rc, out, result = playbook("rollback", second_host(tmp_path), ops_rollback_to=v1, rollback_serial=2)
+    with release_failing_its_gate(host) as current:
+        rc, out, _run = playbook(
+            "rollback", second_host(tmp_path, PROJECT), ops_rollback_to=BAD_BUILD, stack_health_timeout=45
+        )
+        assert rc != 0, out[-3000:]
+        assert f"The release {BAD_BUILD} (algo-trade/app:{BAD_BUILD}) failed on backup-a" in out
+        assert f"Put back: release {current} ({v1}), running and healthy." in out
+        assert "[backup-b]" not in after_play(out, "Roll the trading app back"), (
+            "the run went on to the next host"
+        )
+        assert run_ok(host, f"docker inspect -f '{{{{.Config.Image}}}}' {APP}").strip() == v1
+        assert json.loads(host.file(f"{PROJECT}/current/release.json").content_string)["id"] == current
+        wait_healthy(host, timeout=60)
+        assert api_version(host) == "sample-1"
+        assert not host.file(f"{PROJECT}/deploy.lock").exists
+
+
+def test_rollback_refused_on_one_host_changes_no_host(host: testinfra.host.Host, tmp_path: Path) -> None:
+    """Every host's checks pass before the first batch: backup-b (no stack) is refused, and
+    backup-a, first in the inventory and in a batch of its own, is not rolled back.
+
+    Seen to fail without the check play of playbooks/rollback.yml: backup-a's batch ran
+    first and switched to the release (it failed its gate and was put back: the app
+    restarted)."""
+    with release_failing_its_gate(host):
+        app_id = app_started(host)
+        rc, out, _run = playbook("rollback", second_host(tmp_path), ops_rollback_to=BAD_BUILD)
     assert rc != 0, out[-3000:]
-    assert "There is no stack in ops_project_dir=/opt/algo-trade-elsewhere on backup-b" in out
-    lines = result.stdout.splitlines()
-    banner = [i for i, line in enumerate(lines) if "preflight | Refuse a host without the stack]" in line]
-    assert len(banner) == 1, "one batch runs the preflight once"
-    block = []
-    for line in lines[banner[0] + 1 :]:
-        if line.startswith(("TASK [", "PLAY ", "RUNNING HANDLER")):
-            break
-        block.append(line)
-    answered = " ".join(block)
-    assert "[backup-a]" in answered, answered
-    assert "[backup-b]" in answered, answered
-    assert "rolled back from" not in out
-    assert "already, nothing changed" not in out
-    assert app_started(host)[0] == app_id
+    assert f"There is no stack in ops_project_dir={ELSEWHERE} on backup-b" in out
+    assert after_play(out, "Roll the trading app back") == "", "a batch started"
+    assert app_started(host) == app_id
+    assert not host.file(f"{PROJECT}/deploy.lock").exists
+
+
+def test_restore_refused_on_one_host_restores_no_host(host: testinfra.host.Host, tmp_path: Path) -> None:
+    """Every host's checks pass before any host's data is replaced: backup-b (no stack) is
+    refused, and backup-a keeps its data, its app and its backups.
+
+    Seen to fail without the check play of playbooks/restore.yml: backup-a went on alone
+    and restored (a backup of the replaced data, the app restarted)."""
+    app_id = app_started(host)
+    safety = host.run(f"ls {BACKUPS}/before-restore").stdout.split()
+    rc, out, _run = playbook(
+        "restore", second_host(tmp_path), target="backup-a,backup-b", backup_restore_confirm=True
+    )
+    assert rc != 0, out[-3000:]
+    assert f"There is no stack in backup_project_dir={ELSEWHERE} on backup-b" in out
+    assert after_play(out, "Restore the trading stack from a backup") == "", "the restore started"
+    assert app_started(host) == app_id
+    assert host.run(f"ls {BACKUPS}/before-restore").stdout.split() == safety
+    assert not host.file(f"{PROJECT}/deploy.lock").exists
+
+
+def test_rollback_serial_sets_the_batch(host: testinfra.host.Host, tmp_path: Path) -> None:
+    """rollback_serial=2 puts both hosts in one batch: one banner of the rollback's play.
+    backup-b passes the checks (a copy of the running release's files in a project
+    directory of its own) and is then refused by the deploy lock another run holds there,
+    which stops the run after its batch (max_fail_percentage 0).
+
+    Seen to fail when playbooks/rollback.yml ignored rollback_serial (`serial: 1`):
+    two batches, two banners.
+    """
+    current = json.loads(host.file(f"{PROJECT}/current/release.json").content_string)
+    holder = {"id": "another-run", "by": "someone@desk", "since": "2026-01-01T00:00:00Z", "version": "deploy"}
+    run_ok(
+        host,
+        f"install -d -m 0750 {ELSEWHERE}/releases {ELSEWHERE}/secrets"
+        f" && touch {ELSEWHERE}/compose.yaml"
+        f" && cp -a {PROJECT}/current/ {ELSEWHERE}/releases/{current['id']}"
+        f" && ln -s releases/{current['id']} {ELSEWHERE}/current"
+        f" && cp -a {PROJECT}/secrets/db_password {PROJECT}/secrets/db_app_password {ELSEWHERE}/secrets/"
+        f" && printf '%s' {shlex.quote(json.dumps(holder))} > {ELSEWHERE}/deploy.lock",
+    )
+    try:
+        app_id = app_started(host)
+        rc, out, result = playbook(
+            "rollback", second_host(tmp_path), ops_rollback_to=current["id"], rollback_serial=2
+        )
+    finally:
+        run_ok(host, f"rm -rf {ELSEWHERE}")
+    assert rc != 0, out[-3000:]
+    assert "backup-b is locked by another deploy: someone@desk" in out, out[-3000:]
+    assert result.stdout.count("PLAY [Roll the trading app back]") == 1, "one batch"
+    assert f"backup-a: runs release {current['id']} already, nothing changed" in out
+    assert app_started(host) == app_id
     assert not host.file(f"{PROJECT}/deploy.lock").exists
 
 
