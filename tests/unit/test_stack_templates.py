@@ -134,6 +134,7 @@ def proxy_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (secrets / name).write_text("user:$6$salt$hash\n")
     for path in secrets.iterdir():
         path.chmod(0o444)
+    secrets.chmod(0o755)  # mounted whole here: nginx's user must reach the files
     return secrets
 
 
@@ -163,7 +164,9 @@ def test_proxy_config_is_accepted_by_nginx(
         f"{proxy_files}:/run/secrets:ro",
     ]
     result = subprocess.run(
-        ["docker", "run", "--rm", "--network", "none", *mounts, "local/nginx:trixie", "nginx", "-t"],
+        # As the proxy runs: as nginx's UID, no capability.
+        ["docker", "run", "--rm", "--network", "none", "--user", "101:101", "--cap-drop", "ALL", *mounts,
+         "local/nginx:trixie", "nginx", "-t"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -267,6 +267,11 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "stack_hyperliquid_account_address: must be an address, 0x and 40 hex",
     ),
     (
+        "proxy-as-root",
+        {"stack_proxy_uid": 0},
+        "stack_proxy_uid: must be the UID of the proxy image's nginx user",
+    ),
+    (
         "git-url-malformed",
         {"stack_source": "git", "stack_source_git_repo": "not a url"},
         "stack_source_git_repo: must be a Git URL",

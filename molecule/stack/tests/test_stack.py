@@ -158,7 +158,7 @@ def test_proxy_reaches_the_app_but_not_the_database(host: testinfra.host.Host) -
         ("proxy", "htpasswd_live-bot-tui", 101),
         ("proxy", "htpasswd_backtest-manager", 101),
         ("proxy", "api_htpasswd", 101),
-        ("tls", "private_key.pem", 0),
+        ("tls", "private_key.pem", 101),
     ],
 )
 def test_secret_files_0400_owned_by_their_reader(

@@ -183,7 +183,8 @@ def test_a_host_whose_app_logged_in_as_the_admin_is_taken_over_with_one_restart(
     terminals' own UID too) deploys; its app logs in as algo, the superuser. This
     collection then makes algo_app with its rights, restarts each app service once (their
     URL changed) and not the database, keeps the data, runs the terminals as
-    stack_tui_uid, and the next run changes nothing. The release of before stays on the host, marked as
+    stack_tui_uid and the proxy as stack_proxy_uid (same certificate), and the next run
+    changes nothing. The release of before stays on the host, marked as
     having no role of its own (release.json without db_app)."""
     # The same source and image template as this collection's: the image is not built again.
     first = converge_of_before(BEFORE_APP_ROLE, tmp_path)
@@ -195,6 +196,8 @@ def test_a_host_whose_app_logged_in_as_the_admin_is_taken_over_with_one_restart(
     run_ok(host, f"rm {PROJECT}/secrets/db_app_password")
     old_release = current_release(host)
     assert "db_app" not in old_release
+    # Its proxy started as root, the self-signed key root's.
+    certificate = served_certificate(host, 7681)
     admin_sql(host, "INSERT INTO ohlcv VALUES (now(), 'UPGRADE', 1, 2, 0.5, 1.5, 10)")
 
     with engine_events(host) as events:
@@ -223,6 +226,13 @@ def test_a_host_whose_app_logged_in_as_the_admin_is_taken_over_with_one_restart(
         assert users == {"10002"}, (terminal, users)
     wait_healthy(host, timeout=60)
     assert api(host, "GET", "/api/bots").startswith("200 ")
+    # The proxy runs as nginx's UID from its first process, with the same certificate: its key
+    # copied for that user; the root-owned one stays for the release of before.
+    proxy_users = {
+        line.split()[1] for line in run_ok(host, f"docker top {PROXY} -eo pid,uid").splitlines()[1:]
+    }
+    assert proxy_users == {"101"}, proxy_users
+    assert served_certificate(host, 7681) == certificate, "the certificate its users trust is kept"
 
     again = ansible_playbook(CONVERGE, INVENTORY)
     assert again.returncode == 0, again.stdout[-3000:]
