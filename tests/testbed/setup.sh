@@ -38,6 +38,21 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
+# Run commands side by side (a clean machine builds images and venvs at once: most of
+# it waits on the network, and the Rust builder's compile has the cores meanwhile);
+# fails when any of them failed, after all ended.
+side_by_side() {
+  local pids=() pid rc=0 command
+  for command in "$@"; do
+    $command &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" || rc=1
+  done
+  return "$rc"
+}
+
 step_debs() {
   local missing=()
   for p in "${debs[@]}"; do
@@ -185,28 +200,35 @@ step_images() {
     rm -rf "$dir"
   fi
   # Every folder under images/ is an image local/<folder>:<suite>, rebuilt when
-  # a file of its recipe changes.
-  local recipe image sum context args
+  # a file of its recipe changes; those to build, side by side.
+  local recipe builds=()
   for recipe in "$here"/images/*/; do
-    recipe=${recipe%/}
-    image=local/$(basename "$recipe"):$suite
-    sum=$(recipe_hash "$recipe")
-    if [ "$(image_label "$image" org.algotrade.recipe)" = "$sum" ]; then
-      log "$image present"
-      continue
-    fi
-    log "building $image"
-    context=$(mktemp -d)
-    recipe_context "$recipe" "$context"
-    args=(--build-arg "BASE=$base_image" --label "org.algotrade.recipe=$sum" -t "$image")
-    if grep -qx rust_toolchain "$recipe/machine-context" 2>/dev/null; then
-      args+=(--build-arg "RUST_VERSION=$rust_version")
-    fi
-    # The legacy builder needs no buildx plugin and fetches no frontend image.
-    DOCKER_BUILDKIT=0 quietly docker build "${args[@]}" "$context"
-    rm -rf "$context"
+    builds+=("build_recipe ${recipe%/}")
   done
+  side_by_side "${builds[@]}"
   step_archives
+}
+
+build_recipe() {
+  local recipe=$1 image sum context args start
+  image=local/$(basename "$recipe"):$suite
+  sum=$(recipe_hash "$recipe")
+  if [ "$(image_label "$image" org.algotrade.recipe)" = "$sum" ]; then
+    log "$image present"
+    return
+  fi
+  log "building $image"
+  start=$SECONDS
+  context=$(mktemp -d)
+  recipe_context "$recipe" "$context"
+  args=(--build-arg "BASE=$base_image" --label "org.algotrade.recipe=$sum" -t "$image")
+  if grep -qx rust_toolchain "$recipe/machine-context" 2>/dev/null; then
+    args+=(--build-arg "RUST_VERSION=$rust_version")
+  fi
+  # The legacy builder needs no buildx plugin and fetches no frontend image.
+  DOCKER_BUILDKIT=0 quietly docker build "${args[@]}" "$context"
+  rm -rf "$context"
+  log "built $image in $((SECONDS - start)) s"
 }
 
 # Hosts get the images as `docker save` tarballs (the stack role's
@@ -266,7 +288,7 @@ step_core_venv() {
 [ $# -gt 0 ] || set -- all
 for step in "$@"; do
   case $step in
-    all) step_debs; step_daemon; step_images; step_venv; step_core_venv ;;
+    all) step_debs; step_daemon; side_by_side step_images step_venv step_core_venv ;;
     debs | daemon | images | venv) "step_$step" ;;
     core-venv) step_core_venv ;;
     *) echo "usage: $0 [debs|daemon|images|venv|core-venv|all]..." >&2; exit 2 ;;
