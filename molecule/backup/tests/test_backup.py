@@ -755,7 +755,8 @@ def test_rotation_whose_restart_fails_puts_the_old_password_back(
     ("NOT put back: the database does not take the old password").
     """
     expected = rotation_state(host)
-    rc, out, _result = rotate_to_third(tmp_path, stack_health_path="/api/not-served")
+    # A gate made to fail waits its timeout out: 45 s, not the default 180.
+    rc, out, _result = rotate_to_third(tmp_path, stack_health_path="/api/not-served", stack_health_timeout=45)
     assert rc != 0, out[-3000:]
     assert "The password rotation failed on backup-a at" in out, out[-3000:]
     assert "The database takes the old passwords (checked by logging in)." in out
