@@ -63,6 +63,10 @@ FIRST_LAYOUT = "6811067"
 BEFORE_MIGRATIONS = "64b7f55"
 # The last commit before the app's database role (its app logged in as the admin).
 BEFORE_APP_ROLE = "c3bd802"
+# How the collections of before build the sample's locked form here: with cache-mounts, whose
+# build step sees the test bed builder's compiler cache (their cargo-chef step mounts an empty
+# one over it: seen compiling every dependency, most of the scenario's 44 minutes).
+LOCKED_BUILD_OF_BEFORE = {"stack_build_strategy": "cache-mounts"}
 # The version the scenario's sample app reports (its X-Algo-Trade-Version).
 SOURCE_VERSION = re.search(
     r'pub const VERSION: &str = "([^"]+)"',
@@ -98,7 +102,9 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
     if host.file(PROJECT).exists:  # a verify run again: the stack of the tests below goes
         run_ok(host, f"{COMPOSE} down")
         run_ok(host, f"find {PROJECT} -mindepth 1 -maxdepth 1 ! -name build ! -name tls -exec rm -rf {{}} +")
-    first = converge_of_before(FIRST_LAYOUT, tmp_path, stack_source_dir=str(locked_sample(tmp_path)))
+    first = converge_of_before(
+        FIRST_LAYOUT, tmp_path, **LOCKED_BUILD_OF_BEFORE, stack_source_dir=str(locked_sample(tmp_path))
+    )
     assert first.returncode == 0, first.stdout[-3000:]
     assert not host.file(f"{PROJECT}/compose.yaml").is_symlink
     # The collection of before runs the daemon (with its TUI), the database and the proxy.
@@ -145,7 +151,9 @@ def test_a_host_deployed_before_migrations_is_taken_over_with_the_setup_as_basel
     (without the init script's mount), and the next run changes nothing."""
     run_ok(host, f"{COMPOSE} down")
     run_ok(host, "docker volume rm algo-trade_db-data")
-    first = converge_of_before(BEFORE_MIGRATIONS, tmp_path, stack_source_dir=str(locked_sample(tmp_path)))
+    first = converge_of_before(
+        BEFORE_MIGRATIONS, tmp_path, **LOCKED_BUILD_OF_BEFORE, stack_source_dir=str(locked_sample(tmp_path))
+    )
     assert first.returncode == 0, first.stdout[-3000:]
     # The collection of before runs the daemon (with its TUI), the database and the proxy.
     wait_healthy(host, timeout=60, containers=(APP, DB, PROXY))
