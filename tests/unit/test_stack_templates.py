@@ -594,6 +594,12 @@ def test_the_process_health_check_asks_the_child_of_pid_1(tmp_path: Path) -> Non
 
         assert check().returncode == 0, check().stdout + check().stderr
         os.kill(int(service[0]), signal.SIGSTOP)
+        # The signal is delivered asynchronously: check once the kernel shows the stop
+        # (the full unit run once checked before it, and the check saw a running child).
+        until_stopped = time.monotonic() + 10
+        while Path(f"/proc/{service[0]}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+            assert time.monotonic() < until_stopped, "the service was not stopped"
+            time.sleep(0.05)
         stopped = check()
         assert stopped.returncode == 1
         assert "is in state T" in stopped.stdout
