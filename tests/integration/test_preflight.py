@@ -279,6 +279,24 @@ BROKEN_RULES = [
         "/srv/setup.sql",
         "stack_db_schema_file: is deprecated and stands for the setup",
     ),
+    # A URL where the registry's host and port go (and the run builds on each host).
+    (
+        "stack_build_registry",
+        "https://registry.example.org:5000/team",
+        "stack_build_registry: must be the registry's host name and port alone, without scheme or path",
+    ),
+    ("stack_build_registry", "https://registry.example.org:5000/team", "set stack_build_mode: once"),
+    # A password without its login's user.
+    (
+        "stack_build_registry_password",
+        "a-real-registry-password-42",
+        "stack_build_registry_username: is empty while stack_build_registry_password is set",
+    ),
+    (
+        "stack_build_registry_ca_file",
+        "/nonexistent/registry-ca.pem",
+        "stack_build_registry_ca_file: must name a PEM file on the controller",
+    ),
 ]
 
 
@@ -346,6 +364,16 @@ def test_stack_preflight_reports_every_broken_setting_in_one_run(tmp_path: Path)
             ' "git.example.org ssh-ed25519 not*base64".',
             id="known-hosts-malformed-lines",
         ),
+        pytest.param(
+            {
+                "stack_build_mode": "once",
+                "stack_build_registry": "registry.example.org:5000",
+                "stack_build_registry_username": "deploy",
+            },
+            "stack_build_registry_password on described is empty. Put a real value in the inventory's"
+            " encrypted vault file",
+            id="registry-login-without-password",
+        ),
         pytest.param({"stack_project_dir": "/opt/../etc"}, "without . or ..", id="project-dir-climbs"),
         # A space would split the health checks' HTTP request line (the shell quotes it whole).
         pytest.param(
@@ -395,6 +423,11 @@ def test_stack_preflight_takes_good_values_of_the_same_settings(tmp_path: Path) 
             "scripts/migrations/V001__create_signals.sql",
             "db/V2.1__x-y.sql",
         ],
+        "stack_build_mode": "once",
+        "stack_build_registry": "registry.example.org:5000",
+        "stack_build_registry_username": "deploy",
+        "stack_build_registry_password": "a-real-registry-password-42\n",
+        "stack_build_registry_ca_file": str(REPO / "README.md"),
     }
     # Over SSH with the server's keys (every form ssh-keyscan and ssh-keygen write); the
     # others need none.

@@ -42,7 +42,16 @@ LOCK = "/opt/algo-trade/deploy.lock"
 ROLLOUT = "Roll out the trading stack"  # the play of stack.yml that deploys, in batches
 PLAN = "Plan the rollout on every host"  # the play before it, on every host of the run
 VARS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables("fleet-a")
-SECRETS = [VARS["stack_db_password"], VARS["stack_db_app_password"], VARS["stack_tui_password"]]
+SECRETS = [
+    VARS["stack_db_password"],
+    VARS["stack_db_app_password"],
+    VARS["stack_tui_password"],
+    VARS["stack_build_registry_password"],
+]
+# The test bed's registry (prepare.yml). The converge ships archives through the controller;
+# the fixed release and the no-op after it go through the registry.
+REGISTRY = "fleet-registry:5000"
+THROUGH_REGISTRY = {"stack_build_registry": REGISTRY}
 
 
 @pytest.fixture(scope="module")
@@ -333,9 +342,24 @@ def test_failed_canary_stops_the_rollout(
     no_locks_left(hosts)
 
 
-def test_fixed_release_reaches_every_host(hosts: dict[str, testinfra.host.Host], release_2: None) -> None:
+def engine_image_events(host: testinfra.host.Host, since: str) -> list[str]:
+    """The engine's image events on a host since a moment of its clock: "action reference"."""
+    return run_ok(
+        host,
+        f'docker events --since {since} --until "$(date +%s)" --filter type=image'
+        " --format '{{.Action}} {{.Actor.ID}}'",
+    ).splitlines()
+
+
+def test_fixed_release_reaches_every_host_through_the_registry(
+    hosts: dict[str, testinfra.host.Host], release_2: None
+) -> None:
+    """stack_build_registry: the canary pushes the release to the test bed's registry (TLS
+    from the scenario's CA, a login), the two others pull it; no archive goes through the
+    controller and no login or registry tag stays on a host."""
     before = fleet(hosts)
-    result = ansible_playbook(SITE, INVENTORY)
+    since = {name: run_ok(host, "date +%s").strip() for name, host in hosts.items()}
+    result = ansible_playbook(SITE, INVENTORY, extra_vars=THROUGH_REGISTRY)
     out = result.stdout + result.stderr
     keep("fixed-release", out)
     assert result.returncode == 0, out[-5000:]
@@ -349,6 +373,25 @@ def test_fixed_release_reaches_every_host(hosts: dict[str, testinfra.host.Host],
         assert "ok, healthy" in lines[name], lines[name]
     for name in ("fleet-b", "fleet-c"):
         assert hosts[name].run("docker image inspect local/rust-builder:trixie").rc != 0
+    # Pushed by the canary, pulled by the others, each under the registry's name.
+    tag = after["fleet-a"]["ref"].split(":")[1]
+    remote = f"{REGISTRY}/{after['fleet-a']['ref']}"
+    assert f"push {remote}" in engine_image_events(hosts["fleet-a"], since["fleet-a"])
+    for name in ("fleet-b", "fleet-c"):
+        assert f"pull {remote}" in engine_image_events(hosts[name], since[name]), name
+    stored = f"/var/lib/docker-registry/docker/registry/v2/repositories/algo-trade/app/_manifests/tags/{tag}"
+    subprocess.run(["docker", "exec", "fleet-registry", "test", "-d", stored], check=True)
+    assert not list(Path(VARS["stack_build_archive_dir"]).glob(f"*{tag}*"))
+    # What the push and pull leave: the image under its local name alone, no login.
+    password = VARS["stack_build_registry_password"]
+    for name, host in hosts.items():
+        assert run_ok(host, f"docker image ls -q {REGISTRY}/algo-trade/app") == "", name
+        assert host.run("ls -d /tmp/algotrade-registry.*").rc != 0, name
+        leak = host.run(f"grep -rlF -- '{password}' /root /tmp /var/tmp /etc /opt/algo-trade")
+        assert leak.rc == 1, (name, leak.stdout, leak.stderr)
+        assert host.file(f"/etc/docker/certs.d/{REGISTRY}/ca.crt").exists, name
+    for secret in SECRETS:
+        assert secret not in out
     no_locks_left(hosts)
 
 
@@ -498,7 +541,8 @@ def test_only_the_hosts_that_change_enter_the_batches(
     the rollout (its hand-over then a set_fact of `ansible_play_hosts` on localhost).
     """
     before = fleet(hosts)
-    result, document = run_json(SITE, INVENTORY)
+    # Through the registry: the canary's push of an image the registry has changes nothing.
+    result, document = run_json(SITE, INVENTORY, extra_vars=THROUGH_REGISTRY)
     out = result.stdout + result.stderr
     keep("no-op", out)
     assert result.returncode == 0, out[-5000:]
