@@ -322,9 +322,15 @@ def streamed_events(host: testinfra.host.Host, filters: str, fmt: str) -> Iterat
     keeps only its last 256 events in memory, fewer than the services' health checks make
     during a build and a switch (a read-back with --since/--until lost the first ones)."""
     since = run_ok(host, "date +%s.%N").strip()
+    # An engine restart (the docker role's, on a takeover) ends a stream: the loop takes it
+    # up again from when it ended; the restarted engine holds what happened since.
+    follow = (
+        'since=$1; shift; while :; do docker events --since "$since" "$@" 2>/dev/null;'
+        " since=$(date +%s.%N); sleep 0.5; done"
+    )
     watcher = run_ok(
         host,
-        f"nohup docker events --since {since} --filter type=container {filters}"
+        f"nohup setsid sh -c {shlex.quote(follow)} sh {since} --filter type=container {filters}"
         f" --format {shlex.quote(fmt)} > {EVENTS_FILE} 2>&1 < /dev/null & echo $!",
     ).strip()
     events: list[str] = []
@@ -332,7 +338,7 @@ def streamed_events(host: testinfra.host.Host, filters: str, fmt: str) -> Iterat
         yield events
     finally:
         time.sleep(2)  # the last events reach the file
-        host.run(f"kill {watcher}")
+        host.run(f"kill -- -{watcher}")
     events.extend(run_ok(host, f"cat {EVENTS_FILE}").splitlines())
 
 

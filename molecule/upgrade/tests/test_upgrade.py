@@ -111,6 +111,7 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
     wait_healthy(host, timeout=60, containers=(APP, DB, PROXY))
     api(host, "POST", "/api/bots", {"bot_id": bot, "symbol": "ETH", "strategy": "quad_ma"})
     certificate = served_certificate(host, 7681)
+    engine = run_ok(host, "pidof dockerd").strip()
 
     with engine_events(host) as events:
         result = ansible_playbook(REPO / "molecule" / "stack" / "converge.yml", INVENTORY)
@@ -120,6 +121,13 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
     assert events.count("app start") == 1, events
     assert events.count("proxy start") <= 1, events
     assert events.count("db start") == 1, events
+    # The collection of before left icc on: the engine restarted once for it, under the
+    # running stack (live-restore), which the counts above saw restarted once, not twice.
+    assert run_ok(host, "pidof dockerd").strip() != engine
+    bridge = run_ok(
+        host, "docker network inspect -f '{{index .Options \"com.docker.network.bridge.enable_icc\"}}' bridge"
+    )
+    assert bridge.strip() == "false"
 
     legacy = [r for r in releases(host).values() if str(r["id"]).startswith("legacy-")]
     assert len(legacy) == 1, sorted(releases(host))
