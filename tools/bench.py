@@ -16,8 +16,13 @@ the sample app:
   5. bench-b with the other build strategy (stack_build_strategy): a cold deploy, then
      a one-line change to its copy;
   6. bench-c deployed cold, then a no-op on bench-a alone and a no-op on all three (each
-     changed=0).
---one-host skips steps 5 and 6 (for debugging the tool; the report says so).
+     changed=0);
+  7. build once over the three hosts: a one-line change on bench-a alone, then the next
+     one-line change on all three with stack_build_mode=once (bench-a builds), shipped as
+     an archive through the controller, then twice through a registry (Debian's
+     docker-registry on the bench network, TLS and a login: molecule/resources/registry.yml),
+     the first push and pulls moving every layer, the second only the changed ones.
+--one-host skips steps 5 to 7 (for debugging the tool; the report says so).
 Every ansible-playbook output is kept in .cache/bench/<time>/.
 """
 
@@ -43,7 +48,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import bench_parse as bp
-from bench_report import Machine, Measure, Report, Strategy, keep_suite_section, render
+from bench_report import BuildOnce, Machine, Measure, Report, Strategy, keep_suite_section, render
 from testlib import REPO, ansible_playbook, recap, remove_hosts, throwaway_hosts
 
 HOSTS = ["bench-a", "bench-b", "bench-c"]
@@ -64,6 +69,10 @@ COLD_BUILDER = "local/rust-builder:bench-cold"
 COLD_HOSTS = ["bench-a", "bench-b"]
 API = "http://127.0.0.1:8080/api/bots"
 NEW_VERSION = "bench-2"
+# Build once's registry (molecule/resources/registry.yml names it after the scenario).
+REGISTRY_HOST = f"{SCENARIO}-registry"
+REGISTRY = f"{REGISTRY_HOST}:5000"
+REGISTRY_LOGIN = {"registry_user": "bench", "registry_password": "bench-registry-pw-3f9c0a17e2"}
 # On the bench host (a throwaway container), not on this machine.
 POLL_FILE = "/var/tmp/bench-api-polls.txt"  # noqa: S108
 POLL_STOP = "/var/tmp/bench-api-polls.stop"  # noqa: S108
@@ -172,7 +181,13 @@ class Bench:
     logs: Path
     runs: list[Run] = field(default_factory=list)
 
-    def deploy(self, label: str, hosts: list[str], expect_no_change: bool = False) -> Run:
+    def deploy(
+        self,
+        label: str,
+        hosts: list[str],
+        expect_no_change: bool = False,
+        extra: dict[str, str] | None = None,
+    ) -> Run:
         """One timed site.yml run with profile_tasks; its output goes to the log directory."""
         log(f"{label}: site.yml on {', '.join(hosts)}")
         before = loadavg()
@@ -185,7 +200,7 @@ class Bench:
             VAULT_ID,
             "--limit",
             ",".join(hosts),
-            extra_vars={"demo_root": str(REPO)},
+            extra_vars={"demo_root": str(REPO), **(extra or {})},
             env={
                 "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
                 "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all",
@@ -226,12 +241,19 @@ def cold_builder_archive(workdir: Path) -> Path:
 
 def write_inventory(workdir: Path, apps: dict[str, Path], cold_builder: Path) -> Path:
     """The bench hosts with the demo inventory's variables and vault, each with its own copy
-    of the sample app; bench-b builds with the other strategy; COLD_HOSTS from COLD_BUILDER."""
+    of the sample app; bench-b builds with the other strategy; COLD_HOSTS from COLD_BUILDER;
+    every host with the registry's login and CA (used when a run sets stack_build_registry)."""
     inventory = workdir / "inventory"
     (inventory / "group_vars").mkdir(parents=True)
     (inventory / "group_vars" / "all").symlink_to(DEMO / "group_vars" / "all")
+    registry = {
+        "stack_build_registry_username": REGISTRY_LOGIN["registry_user"],
+        "stack_build_registry_password": REGISTRY_LOGIN["registry_password"],
+        "stack_build_registry_ca_file": str(workdir / "registry" / "ca.crt"),
+    }
     hosts: dict[str, dict[str, object]] = {
-        h: {"ansible_connection": "community.docker.docker", "stack_source_dir": str(apps[h])} for h in HOSTS
+        h: {"ansible_connection": "community.docker.docker", "stack_source_dir": str(apps[h]), **registry}
+        for h in HOSTS
     }
     hosts["bench-b"]["stack_build_strategy"] = OTHER_STRATEGY
     images = REPO / ".cache" / "images"
@@ -246,12 +268,12 @@ def write_inventory(workdir: Path, apps: dict[str, Path], cold_builder: Path) ->
     return inventory
 
 
-def bump_version(app: Path) -> None:
+def bump_version(app: Path, version: str = NEW_VERSION) -> None:
     """The one-line change: a new `pub const VERSION` in the sample app's CLI crate."""
     main = app / "crates" / "cli" / "src" / "main.rs"
     lines = main.read_text().splitlines(keepends=True)
     index = next(i for i, line in enumerate(lines) if line.startswith("pub const VERSION"))
-    lines[index] = f'pub const VERSION: &str = "{NEW_VERSION}";\n'
+    lines[index] = f'pub const VERSION: &str = "{version}";\n'
     main.write_text("".join(lines))
 
 
@@ -327,6 +349,56 @@ def machine() -> Machine:
     )
 
 
+def start_registry(workdir: Path) -> None:
+    """The test bed's registry on the bench network (removed with the hosts: destroy.yml)."""
+    login = workdir / "registry-login.yml"
+    login.write_text(yaml.safe_dump({**REGISTRY_LOGIN, "registry_dir": str(workdir / "registry")}))
+    login.chmod(0o600)
+    inventory = workdir / "localhost-only.yml"  # registry.yml runs on the implicit localhost
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {}}}))
+    result = ansible_playbook(
+        REPO / "molecule" / "resources" / "registry.yml",
+        inventory,
+        "-e",
+        f"@{login}",
+        env={"MOLECULE_SCENARIO_NAME": SCENARIO},
+    )
+    if result.returncode != 0:
+        raise BenchError(f"the registry did not start: {(result.stdout + result.stderr)[-2000:]}")
+
+
+def build_once(bench: Bench, app: Path, workdir: Path) -> BuildOnce:
+    """Step 7: a one-line change on one host, then on three with build once, each way."""
+    start_registry(workdir)
+    once = {"stack_build_mode": "once", "stack_build_host": "bench-a"}
+    runs = []
+    for version, label, hosts, extra in (
+        ("bench-3", "one-line change one host", ["bench-a"], {}),
+        ("bench-4", "one-line change three hosts archive", HOSTS, once),
+        (
+            "bench-5",
+            "one-line change three hosts registry first",
+            HOSTS,
+            {**once, "stack_build_registry": REGISTRY},
+        ),
+        (
+            "bench-6",
+            "one-line change three hosts registry",
+            HOSTS,
+            {**once, "stack_build_registry": REGISTRY},
+        ),
+    ):
+        bump_version(app, version)
+        runs.append(Measure.of(bench.deploy(label, hosts, extra=extra)))
+        served = {
+            h: on_host(h, f"curl -s -o /dev/null -w '%{{header{{x-algo-trade-version}}}}' {API}")
+            for h in hosts
+        }
+        if set(served.values()) != {version}:
+            raise BenchError(f"{label}: the hosts serve {served}, not {version}")
+    return BuildOnce(*runs)
+
+
 def other_containers() -> int:
     names = sh("docker", "ps", "--format", "{{.Names}}").split()
     return len([n for n in names if n not in HOSTS])
@@ -336,14 +408,14 @@ def leftovers() -> list[str]:
     """Bench containers or volumes that exist (none should once a run ends)."""
     containers = sh("docker", "ps", "-a", "--format", "{{.Names}}").split()
     volumes = sh("docker", "volume", "ls", "--format", "{{.Name}}").split()
-    ours = set(HOSTS) | {f"{h}-docker" for h in HOSTS}
+    ours = {*HOSTS, REGISTRY_HOST} | {f"{h}-docker" for h in HOSTS}
     return sorted(ours & (set(containers) | set(volumes)))
 
 
 def force_remove() -> None:
     """When destroy.yml could not run (Ansible itself broken): the bench's own names, by hand."""
     log(f"destroy.yml left {', '.join(leftovers())}; removing them with the docker client")
-    subprocess.run(["docker", "rm", "-f", *HOSTS], capture_output=True, check=False)
+    subprocess.run(["docker", "rm", "-f", *HOSTS, REGISTRY_HOST], capture_output=True, check=False)
     subprocess.run(
         ["docker", "volume", "rm", *(f"{h}-docker" for h in HOSTS)], capture_output=True, check=False
     )
@@ -382,7 +454,7 @@ def measure(one_host: bool, logs: Path) -> Report:
             if polls.last_version != NEW_VERSION:
                 raise BenchError(f"after the redeploy the API reports version {polls.last_version!r}")
             image, runtime, added, base_size = app_layers("bench-a")
-            other, fleet, fleet_error = None, None, ""
+            other, fleet, fleet_error, once, once_error = None, None, "", None, ""
             if not one_host:
                 # Their failure still leaves the figures above worth writing down.
                 try:
@@ -403,6 +475,12 @@ def measure(one_host: bool, logs: Path) -> Report:
                 except BenchError as error:
                     log(f"bench-b and bench-c: {error}")
                     fleet_error = str(error)
+                if fleet:
+                    try:
+                        once = build_once(bench, apps["bench-a"], workdir)
+                    except BenchError as error:
+                        log(f"build once: {error}")
+                        once_error = str(error)
             log("removing the bench hosts")
         if leftovers():
             force_remove()
@@ -430,6 +508,8 @@ def measure(one_host: bool, logs: Path) -> Report:
             fleet_error=fleet_error,
             default_strategy=DEFAULT_STRATEGY,
             other_strategy=other,
+            build_once=once,
+            build_once_error=once_error,
         )
     finally:
         if leftovers():

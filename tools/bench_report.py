@@ -15,6 +15,8 @@ TARGET_DOWNTIME = 10.0
 TARGET_THREE = 1.2
 # Issue 14: a one-line change's redeploy / the cold deploy, per build strategy.
 TARGET_STRATEGY_CHANGE = 0.15
+# Issue 17: a one-line change over a fleet with build once / the same change on one host.
+TARGET_BUILD_ONCE = 1.3
 # The last section of docs/benchmarks.md is measured by hand (a whole `make test`, which
 # make bench does not run); a new report keeps it as it was.
 SUITE_SECTION = "## The test suite's time"
@@ -98,6 +100,16 @@ class Strategy:
     change_build: float
 
 
+@dataclass(frozen=True)
+class BuildOnce:
+    """A one-line change on one host, then the next ones on three with build once."""
+
+    one_host: Measure
+    archive: Measure
+    registry_first: Measure
+    registry: Measure
+
+
 @dataclass
 class Report:
     machine: Machine
@@ -122,6 +134,9 @@ class Report:
     default_strategy: str = "cache-mounts"
     # The other strategy, on the second host (None with --one-host or when it failed).
     other_strategy: Strategy | None = None
+    # Step 7 (None with --one-host or when it failed: then build_once_error says why).
+    build_once: BuildOnce | None = None
+    build_once_error: str = ""
 
 
 def _s(seconds: float) -> str:
@@ -217,6 +232,31 @@ def _strategies(r: Report) -> list[str]:
     return rows
 
 
+def _build_once(r: Report) -> list[str]:
+    if not r.build_once:
+        return [
+            f"**Failed**: {_cell(r.build_once_error)}"
+            if r.build_once_error
+            else "Not measured (`--one-host`)."
+        ]
+    b = r.build_once
+    rows = [
+        "| one-line change | seconds | x one host | target | |",
+        "| --- | ---: | ---: | --- | --- |",
+        f"| on one host (`stack_build_mode: each`) | {_s(b.one_host.seconds)} | 1.00x | | |",
+    ]
+    for name, m, target in (
+        ("on three, build once, the image as an archive through the controller", b.archive, True),
+        ("on three, build once, through the registry, first time (every layer pushed and pulled)",
+         b.registry_first, False),
+        ("on three, build once, through the registry", b.registry, True),
+    ):  # fmt: skip
+        ratio = m.seconds / b.one_host.seconds
+        target_cell, verdict = ("<= 1.3x", _verdict(ratio, TARGET_BUILD_ONCE)) if target else ("", "")
+        rows.append(f"| {name} | {_s(m.seconds)} | {ratio:.2f}x | {target_cell} | {verdict} |")
+    return rows
+
+
 def _machine(m: Machine) -> list[str]:
     return [
         "| | |",
@@ -249,6 +289,16 @@ def _loads(r: Report) -> list[str]:
         ("cold deploy of a third host", r.cold_third),
         ("no-op one host (before three)", r.noop_one),
         ("no-op three hosts", r.noop_three),
+        *(
+            [
+                ("build once: one-line change one host", r.build_once.one_host),
+                ("build once: three hosts, archive", r.build_once.archive),
+                ("build once: three hosts, registry, first", r.build_once.registry_first),
+                ("build once: three hosts, registry", r.build_once.registry),
+            ]
+            if r.build_once
+            else []
+        ),
     ]
     rows = [
         "| run | seconds | controller CPU seconds | hosts' CPU seconds | load average before | after |",
@@ -306,6 +356,17 @@ def render(r: Report) -> str:
         "downloaded). The third host builds with that cache, as the scenarios do.",
         "",
         *_strategies(r),
+        "",
+        "## Build once over three hosts",
+        "",
+        "A one-line change deployed to the first host alone, then each of the next ones to all",
+        "three with `stack_build_mode: once` (the first host builds, the other two run its image):",
+        "the image shipped as an archive through the controller, then through a private registry",
+        "(Debian's `docker-registry` on the bench network, TLS from a CA of its own and a login).",
+        "The registry's first time moves every layer (the other hosts had loaded archives, which",
+        "carry no registry digests); the next change moves the changed layers only.",
+        "",
+        *_build_once(r),
         "",
         "## How each figure is taken",
         "",

@@ -9,7 +9,16 @@ from testlib import REPO
 sys.path.insert(0, str(REPO / "tools"))
 
 import bench_parse as bp
-from bench_report import SUITE_SECTION, Machine, Measure, Report, Strategy, keep_suite_section, render
+from bench_report import (
+    SUITE_SECTION,
+    BuildOnce,
+    Machine,
+    Measure,
+    Report,
+    Strategy,
+    keep_suite_section,
+    render,
+)
 
 
 def _report(noop: float, three: float) -> Report:
@@ -107,3 +116,27 @@ def test_a_new_report_keeps_the_test_suite_section_measured_by_hand() -> None:
 
 def test_the_committed_report_has_the_test_suite_section() -> None:
     assert SUITE_SECTION in (REPO / "docs" / "benchmarks.md").read_text()
+
+
+def test_build_once_over_three_hosts_against_one_host() -> None:
+    """Each way of shipping against the one-host change; the registry's first time (every
+    layer moved) is shown without a target."""
+    report = _report(noop=14.0, three=16.0)
+    assert "Not measured (`--one-host`)." in render(report)
+    report.build_once = BuildOnce(
+        one_host=Measure(50.0, 19, "1.0", "1.1"),
+        archive=Measure(80.0, 40, "1.1", "1.2"),
+        registry_first=Measure(90.0, 45, "1.2", "1.3"),
+        registry=Measure(60.0, 45, "1.3", "1.4"),
+    )
+    text = render(report)
+    assert "| on one host (`stack_build_mode: each`) | 50.0 s | 1.00x | | |" in text
+    assert (
+        "| on three, build once, the image as an archive through the controller | 80.0 s | 1.60x | <= 1.3x "
+        "| **missed** |" in text
+    )
+    assert "first time (every layer pushed and pulled) | 90 s (1 min 30 s) | 1.80x |  |  |" in text
+    assert "| on three, build once, through the registry | 60.0 s | 1.20x | <= 1.3x | met |" in text
+    assert "| build once: three hosts, registry | 60.0 | 0.0 | 0.0 | 1.3 | 1.4 |" in text
+    report.build_once, report.build_once_error = None, "one-line change three hosts archive failed (exit 2)"
+    assert "**Failed**: one-line change three hosts archive failed (exit 2)" in render(report)
