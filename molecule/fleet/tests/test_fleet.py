@@ -13,6 +13,9 @@ import os
 import re
 import shutil
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -342,13 +345,32 @@ def test_failed_canary_stops_the_rollout(
     no_locks_left(hosts)
 
 
-def engine_image_events(host: testinfra.host.Host, since: str) -> list[str]:
-    """The engine's image events on a host since a moment of its clock: "action reference"."""
-    return run_ok(
-        host,
-        f'docker events --since {since} --until "$(date +%s)" --filter type=image'
-        " --format '{{.Action}} {{.Actor.ID}}'",
-    ).splitlines()
+IMAGE_EVENTS = "/root/algotrade-image-events"  # on each host
+
+
+@contextmanager
+def image_events(hosts: dict[str, testinfra.host.Host]) -> Iterator[dict[str, list[str]]]:
+    """Each host's image events while the body runs ("action reference"), streamed to a
+    file as they happen: the engine keeps only its last 256 events of any type, and the
+    health checks' execs of a switch push the early ones out (a read-back with --since
+    saw only the prune's untag and delete)."""
+    watchers = {
+        name: run_ok(
+            host,
+            f"nohup docker events --filter type=image --format '{{{{.Action}}}} {{{{.Actor.ID}}}}'"
+            f" > {IMAGE_EVENTS} 2>&1 < /dev/null & echo $!",
+        ).strip()
+        for name, host in hosts.items()
+    }
+    events: dict[str, list[str]] = {name: [] for name in hosts}
+    try:
+        yield events
+    finally:
+        time.sleep(2)  # the last events reach the files
+        for name, host in hosts.items():
+            host.run(f"kill {watchers[name]}")
+    for name, host in hosts.items():
+        events[name] = run_ok(host, f"cat {IMAGE_EVENTS}").splitlines()
 
 
 def test_fixed_release_reaches_every_host_through_the_registry(
@@ -358,8 +380,8 @@ def test_fixed_release_reaches_every_host_through_the_registry(
     from the scenario's CA, a login), the two others pull it; no archive goes through the
     controller and no login or registry tag stays on a host."""
     before = fleet(hosts)
-    since = {name: run_ok(host, "date +%s").strip() for name, host in hosts.items()}
-    result = ansible_playbook(SITE, INVENTORY, extra_vars=THROUGH_REGISTRY)
+    with image_events(hosts) as events:
+        result = ansible_playbook(SITE, INVENTORY, extra_vars=THROUGH_REGISTRY)
     out = result.stdout + result.stderr
     keep("fixed-release", out)
     assert result.returncode == 0, out[-5000:]
@@ -376,9 +398,9 @@ def test_fixed_release_reaches_every_host_through_the_registry(
     # Pushed by the canary, pulled by the others, each under the registry's name.
     tag = after["fleet-a"]["ref"].split(":")[1]
     remote = f"{REGISTRY}/{after['fleet-a']['ref']}"
-    assert f"push {remote}" in engine_image_events(hosts["fleet-a"], since["fleet-a"])
+    assert f"push {remote}" in events["fleet-a"], events["fleet-a"]
     for name in ("fleet-b", "fleet-c"):
-        assert f"pull {remote}" in engine_image_events(hosts[name], since[name]), name
+        assert f"pull {remote}" in events[name], (name, events[name])
     stored = f"/var/lib/docker-registry/docker/registry/v2/repositories/algo-trade/app/_manifests/tags/{tag}"
     subprocess.run(["docker", "exec", "fleet-registry", "test", "-d", stored], check=True)
     assert not list(Path(VARS["stack_build_archive_dir"]).glob(f"*{tag}*"))
