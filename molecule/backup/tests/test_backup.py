@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shlex
 import subprocess
 import time
@@ -48,6 +49,16 @@ PLAYBOOKS = REPO / "playbooks"
 # Each playbook run's output, for a failed CI run and for the README's examples.
 ARTIFACTS = REPO / "tests" / "artifacts" / "backup-scenario"
 VARS = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY).get_variables(HOST)
+# How the inventory reaches the host (Molecule's, from create.yml's instance config).
+REACH = (
+    "ansible_connection",
+    "ansible_host",
+    "ansible_port",
+    "ansible_user",
+    "ansible_private_key_file",
+    "ansible_ssh_common_args",
+    "ansible_become_method",
+)
 # The passwords as the database has them: the vault's values end with a newline, which
 # the role strips everywhere (filter secret_text), as the PostgreSQL image does.
 OLD_DB_PASSWORD = VARS["stack_db_password"].rstrip("\r\n")
@@ -463,9 +474,13 @@ def test_backup_fetch_streams_the_files_into_private_directories(
     files = ["manifest.json", *manifest(host, name)["files"]]
     # ansible.builtin.fetch calls the connection's fetch_file (logged FETCH at -vvv) only
     # for a file it did not read through slurp. The whole output: where a worker's
-    # verbose lines land relative to the task's header is not fixed.
+    # verbose lines land relative to the task's header is not fixed. The login user
+    # (deploy, over SSH) fetches its private copy of each file, removed after.
     for file in files:
-        assert f"FETCH {BACKUPS}/{name}/{file} TO {fetched}/{HOST}/.{name}.partial/{file}" in out, file
+        source = re.search(rf"FETCH (\S+) TO {re.escape(f'{fetched}/{HOST}/.{name}.partial/{file}')}", out)
+        assert source, file
+        assert re.fullmatch(r"/home/deploy/\.algo-trade-fetch\.\w+/\d+", source.group(1)), source.group(1)
+    assert host.run("ls -d /home/deploy/.algo-trade-fetch.*").rc != 0, "a private copy was left"
     assert sorted(path.name for path in (fetched / HOST / name).iterdir()) == sorted(files)
     for path in [fetched / HOST, fetched / HOST / name]:
         assert path.stat().st_mode & 0o777 == 0o700, f"{path}: {oct(path.stat().st_mode)}"
@@ -1233,10 +1248,10 @@ def second_host(tmp_path: Path, project_dir: str = ELSEWHERE) -> Path:
     `project_dir` (by default none there: its checks refuse). It comes after backup-a: in
     a batch of its own at serial 1."""
     path = tmp_path / "backup-b.yml"
+    # Reached as backup-a is (over SSH as deploy, with sudo), under another name.
     host_vars = {
-        "ansible_connection": "community.docker.docker",
-        "ansible_host": HOST,
-        "ansible_user": "root",
+        **{key: VARS[key] for key in REACH if key in VARS},
+        "ansible_become": True,
         "ops_project_dir": project_dir,
         "backup_project_dir": project_dir,
     }
