@@ -70,14 +70,23 @@ def test_database_stop_is_seen_by_the_checks_not_the_api(host: testinfra.host.Ho
     assert gate.returncode == 0, gate.stdout[-3000:]
 
 
+def engine_answers(host: testinfra.host.Host) -> bool:
+    try:
+        return host.run("docker info").rc == 0
+    except RuntimeError:  # ssh exited 255: the host does not take connections yet
+        return False
+
+
 def test_host_restart_keeps_bots_and_rows(host: testinfra.host.Host) -> None:
     name = f"restart-{int(time.time())}"
     api(host, "POST", "/api/bots", {"bot_id": name, "symbol": "ETH", "strategy": "quad_ma"})
     psql(host, "INSERT INTO ohlcv VALUES (now(), 'RST', 1, 2, 0.5, 1.5, 10)")
     rows = psql(host, "SELECT count(*) FROM ohlcv")
     subprocess.run(["docker", "restart", "stack-a"], check=True, capture_output=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and host.run("docker info").rc != 0:
+    # The host boots again: its SSH server comes up with the rest (testinfra's SSH backend
+    # raises while the connection is refused), then its engine.
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not engine_answers(host):
         time.sleep(2)
     wait_healthy(host, timeout=180)
     assert name in api(host, "GET", "/api/bots")
