@@ -72,7 +72,7 @@ def test_database_stop_is_seen_by_the_checks_not_the_api(host: testinfra.host.Ho
 
 def engine_answers(host: testinfra.host.Host) -> bool:
     try:
-        return host.run("docker info").rc == 0
+        return bool(host.run("docker info").rc == 0)
     except RuntimeError:  # ssh exited 255: the host does not take connections yet
         return False
 
