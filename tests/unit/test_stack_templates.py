@@ -194,26 +194,36 @@ MOZILLA_INTERMEDIATE_CIPHERS = (
 
 
 @pytest.mark.parametrize(
-    ("settings", "protocols", "ciphers"),
+    ("settings", "protocols", "ciphers", "prefer"),
     [
-        ({}, "TLSv1.2 TLSv1.3", MOZILLA_INTERMEDIATE_CIPHERS),
+        ({}, "TLSv1.2 TLSv1.3", MOZILLA_INTERMEDIATE_CIPHERS, "off"),
         (
-            {"stack_tls_protocols": ["TLSv1.3"], "stack_tls_ciphers": ["ECDHE-RSA-AES256-GCM-SHA384"]},
+            {
+                "stack_tls_protocols": ["TLSv1.3"],
+                "stack_tls_ciphers": ["ECDHE-RSA-AES256-GCM-SHA384"],
+                "stack_tls_prefer_server_ciphers": True,
+            },
             "TLSv1.3",
             "ECDHE-RSA-AES256-GCM-SHA384",
+            "on",
         ),
         # As given on the command line (-e name=value): one string.
-        ({"stack_tls_protocols": "TLSv1.2"}, "TLSv1.2", MOZILLA_INTERMEDIATE_CIPHERS),
+        (
+            {"stack_tls_protocols": "TLSv1.2", "stack_tls_prefer_server_ciphers": "true"},
+            "TLSv1.2",
+            MOZILLA_INTERMEDIATE_CIPHERS,
+            "on",
+        ),
     ],
     ids=["mozilla-intermediate", "own", "one-string"],
 )
 def test_proxy_tls_settings(
-    tmp_path: Path, settings: dict[str, object], protocols: str, ciphers: str
+    tmp_path: Path, settings: dict[str, object], protocols: str, ciphers: str, prefer: str
 ) -> None:
     lines = render("nginx.conf.j2", tmp_path, **settings).splitlines()
     assert f"    ssl_protocols {protocols};" in lines
     assert f"    ssl_ciphers {ciphers};" in lines
-    assert "    ssl_prefer_server_ciphers off;" in lines
+    assert f"    ssl_prefer_server_ciphers {prefer};" in lines
     assert "    ssl_session_timeout 1d;" in lines
 
 
