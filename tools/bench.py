@@ -391,8 +391,7 @@ def build_once(bench: Bench, app: Path, workdir: Path) -> BuildOnce:
         bump_version(app, version)
         runs.append(Measure.of(bench.deploy(label, hosts, extra=extra)))
         served = {
-            h: on_host(h, f"curl -s -o /dev/null -w '%header{{x-algo-trade-version}}' {API}")
-            for h in hosts
+            h: on_host(h, f"curl -s -o /dev/null -w '%header{{x-algo-trade-version}}' {API}") for h in hosts
         }
         if set(served.values()) != {version}:
             raise BenchError(f"{label}: the hosts serve {served}, not {version}")
