@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tarfile
@@ -55,11 +56,15 @@ def test_tarball_holds_no_inventory_and_no_vault_password_file(tarball: Path) ->
 
 
 def test_galaxy_importer_accepts_it(tarball: Path) -> None:
+    # Without the importer's own ansible-lint pass (two thirds of its CPU time): its
+    # findings are warnings that fail no import, and `make lint` runs ansible-lint with the
+    # stricter production profile on the same files.
     result = subprocess.run(
         ["python", "-m", "galaxy_importer.main", str(tarball)],
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "GALAXY_IMPORTER_RUN_ANSIBLE_LINT": "false"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Importer processing completed successfully" in result.stdout + result.stderr
