@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -91,6 +92,37 @@ def run_with_stdin(host: testinfra.host.Host, command: str, stdin: str) -> subpr
         text=True,
         check=False,
     )
+
+
+EVENTS_FILE = "/root/algotrade-events"  # on the host under test
+
+
+@contextmanager
+def streamed_events(host: testinfra.host.Host, filters: str, fmt: str) -> Iterator[list[str]]:
+    """The host engine's events that match filters (`--filter type=image ...`) while the
+    body runs, one line each in fmt, filled in when the body ends. Streamed to a file as
+    they happen: the engine keeps only its last 256 events in memory, fewer than the
+    services' health checks make during a build and a switch (a read-back with
+    --since/--until lost the first ones)."""
+    since = run_ok(host, "date +%s.%N").strip()
+    # An engine restart (the docker role's, on a takeover) ends a stream: the loop takes it
+    # up again from when it ended; the restarted engine holds what happened since.
+    follow = (
+        'since=$1; shift; while :; do docker events --since "$since" "$@" 2>/dev/null;'
+        " since=$(date +%s.%N); sleep 0.5; done"
+    )
+    watcher = run_ok(
+        host,
+        f"nohup setsid sh -c {shlex.quote(follow)} sh {since} {filters}"
+        f" --format {shlex.quote(fmt)} > {EVENTS_FILE} 2>&1 < /dev/null & echo $!",
+    ).strip()
+    events: list[str] = []
+    try:
+        yield events
+    finally:
+        time.sleep(2)  # the last events reach the file
+        host.run(f"kill -- -{watcher}")
+    events.extend(run_ok(host, f"cat {EVENTS_FILE}").splitlines())
 
 
 def docker_json(host: testinfra.host.Host, command: str) -> dict[str, Any]:

@@ -13,9 +13,7 @@ import os
 import re
 import shutil
 import subprocess
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from testlib import (
     run_json,
     run_ok,
     start_ansible_playbook,
+    streamed_events,
     until,
 )
 
@@ -345,34 +344,6 @@ def test_failed_canary_stops_the_rollout(
     no_locks_left(hosts)
 
 
-IMAGE_EVENTS = "/root/algotrade-image-events"  # on each host
-
-
-@contextmanager
-def image_events(hosts: dict[str, testinfra.host.Host]) -> Iterator[dict[str, list[str]]]:
-    """Each host's image events while the body runs ("action reference"), streamed to a
-    file as they happen: the engine keeps only its last 256 events of any type, and the
-    health checks' execs of a switch push the early ones out (a read-back with --since
-    saw only the prune's untag and delete)."""
-    watchers = {
-        name: run_ok(
-            host,
-            f"nohup docker events --filter type=image --format '{{{{.Action}}}} {{{{.Actor.ID}}}}'"
-            f" > {IMAGE_EVENTS} 2>&1 < /dev/null & echo $!",
-        ).strip()
-        for name, host in hosts.items()
-    }
-    events: dict[str, list[str]] = {name: [] for name in hosts}
-    try:
-        yield events
-    finally:
-        time.sleep(2)  # the last events reach the files
-        for name, host in hosts.items():
-            host.run(f"kill {watchers[name]}")
-    for name, host in hosts.items():
-        events[name] = run_ok(host, f"cat {IMAGE_EVENTS}").splitlines()
-
-
 def test_fixed_release_reaches_every_host_through_the_registry(
     hosts: dict[str, testinfra.host.Host], release_2: None
 ) -> None:
@@ -380,7 +351,13 @@ def test_fixed_release_reaches_every_host_through_the_registry(
     from the scenario's CA, a login), the two others pull it; no archive goes through the
     controller and no login or registry tag stays on a host."""
     before = fleet(hosts)
-    with image_events(hosts) as events:
+    with ExitStack() as streams:
+        events = {
+            name: streams.enter_context(
+                streamed_events(host, "--filter type=image", "{{.Action}} {{.Actor.ID}}")
+            )
+            for name, host in hosts.items()
+        }
         result = ansible_playbook(SITE, INVENTORY, extra_vars=THROUGH_REGISTRY)
     out = result.stdout + result.stderr
     keep("fixed-release", out)

@@ -11,7 +11,6 @@ import hashlib
 import ipaddress
 import json
 import re
-import shlex
 import shutil
 import subprocess
 import time
@@ -47,7 +46,7 @@ from stackenv import (
     release_file,
     wait_healthy,
 )
-from testlib import REPO, ansible_playbook, docker_json, leaked_secrets, recap, run_ok
+from testlib import REPO, ansible_playbook, docker_json, leaked_secrets, recap, run_ok, streamed_events
 
 testinfra_hosts = STACK_HOSTS
 
@@ -312,36 +311,6 @@ def test_bot_survives_compose_down_up(host: testinfra.host.Host) -> None:
 APP_SERVICE = "label=com.docker.compose.service=app"
 
 
-EVENTS_FILE = "/root/algotrade-events"  # on the host under test
-
-
-@contextmanager
-def streamed_events(host: testinfra.host.Host, filters: str, fmt: str) -> Iterator[list[str]]:
-    """The engine's container events that match filters while the body runs, one line each
-    in fmt, filled in when the body ends. Streamed to a file as they happen: the engine
-    keeps only its last 256 events in memory, fewer than the services' health checks make
-    during a build and a switch (a read-back with --since/--until lost the first ones)."""
-    since = run_ok(host, "date +%s.%N").strip()
-    # An engine restart (the docker role's, on a takeover) ends a stream: the loop takes it
-    # up again from when it ended; the restarted engine holds what happened since.
-    follow = (
-        'since=$1; shift; while :; do docker events --since "$since" "$@" 2>/dev/null;'
-        " since=$(date +%s.%N); sleep 0.5; done"
-    )
-    watcher = run_ok(
-        host,
-        f"nohup setsid sh -c {shlex.quote(follow)} sh {since} --filter type=container {filters}"
-        f" --format {shlex.quote(fmt)} > {EVENTS_FILE} 2>&1 < /dev/null & echo $!",
-    ).strip()
-    events: list[str] = []
-    try:
-        yield events
-    finally:
-        time.sleep(2)  # the last events reach the file
-        host.run(f"kill -- -{watcher}")
-    events.extend(run_ok(host, f"cat {EVENTS_FILE}").splitlines())
-
-
 @contextmanager
 def app_containers_running(host: testinfra.host.Host) -> Iterator[list[int]]:
     """How many app containers ran after each start or death while the body ran, from the
@@ -352,7 +321,9 @@ def app_containers_running(host: testinfra.host.Host) -> Iterator[list[int]]:
 
     counts = [running()]
     with streamed_events(
-        host, f"--filter {APP_SERVICE} --filter event=start --filter event=die", "{{.Action}} {{.Actor.ID}}"
+        host,
+        f"--filter type=container --filter {APP_SERVICE} --filter event=start --filter event=die",
+        "{{.Action}} {{.Actor.ID}}",
     ) as events:
         yield counts
     for event in events:
@@ -551,7 +522,7 @@ def engine_events(host: testinfra.host.Host) -> Iterator[list[str]]:
     <action>` lines, from the engine's own events."""
     with streamed_events(
         host,
-        "--filter event=start --filter event=destroy",
+        "--filter type=container --filter event=start --filter event=destroy",
         '{{index .Actor.Attributes "com.docker.compose.service"}} {{.Action}}',
     ) as events:
         yield events
