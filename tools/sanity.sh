@@ -12,7 +12,7 @@
 #
 # ansible-test wants the collection under ansible_collections/<namespace>/<name>, outside any
 # other git work tree (it asks git which files there are): each run is on its own copy of
-# the repository's files in a temporary directory. Its per-test venvs bootstrap pip with a
+# the built collection's files in a temporary directory. Its per-test venvs bootstrap pip with a
 # script from a host this test bed cannot reach; tests/testbed/get_pip_offline.py stands in
 # for it (cached where ansible-test looks first, for each core's pip version).
 set -euo pipefail
@@ -39,7 +39,7 @@ PY
   )
   cache=$HOME/.ansible/test/cache
   mkdir -p "$cache"
-  install -m 0644 tests/testbed/get_pip_offline.py "$cache/get_pip_${pip_version//./_}.py"
+  install -m 0644 "$(dirname "$0")/get_pip_offline.py" "$cache/get_pip_${pip_version//./_}.py"
   echo "==> $(ansible-test --version), Python $("$python" -c 'import platform; print(platform.python_version())') ($python)"
   ansible-test sanity --python "$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')" \
     --color no "$@"
@@ -68,8 +68,8 @@ trap 'docker rm -f "$container" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
 # as its Python may have). TEST BED ONLY: pip reaches the package index through this
 # machine's egress, so the container gets this machine's CA bundle (SSL_CERT_FILE).
 run_core_2_21() {
-  local work=$1 home=$root/.cache/sanity/core-2.21 image_id
-  shift
+  local work=$1 helpers=$2 home=$root/.cache/sanity/core-2.21 image_id
+  shift 2
   if ! image_id=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null); then
     echo "$image is missing: run tests/testbed/setup.sh images" >&2
     return 1
@@ -80,24 +80,30 @@ run_core_2_21() {
     echo "$image_id" >"$home/.image-id"
   fi
   local args=(--rm --name "$container" --user "$(id -u):$(id -g)" -e HOME=/sanity-home
-    -e LC_ALL=C.UTF-8 -v "$home:/sanity-home" -v "$work:$work" -w "$work")
+    -e LC_ALL=C.UTF-8 -v "$home:/sanity-home" -v "$work:$work" -v "$helpers:$helpers:ro" -w "$work")
   if [ -n "${SSL_CERT_FILE:-}" ]; then
     # As the container's system store: ansible-test passes its per-test venvs' pip no
     # PIP_CERT or SSL_CERT_FILE, and that pip trusts the system store.
     args+=(-v "$(readlink -f "$SSL_CERT_FILE"):/etc/ssl/certs/ca-certificates.crt:ro")
   fi
-  docker run "${args[@]}" "$image" tools/sanity.sh --run-in-copy 2.21 "$@"
+  docker run "${args[@]}" "$image" "$helpers/sanity.sh" --run-in-copy 2.21 "$@"
 }
 
+# What ships, as Galaxy's importer checks it: the built tarball's files (galaxy.yml's
+# build_ignore leaves out the tests, Molecule and tools, which ruff and mypy check), and
+# the ignore files of tests/sanity.
 run_core() {
-  local core=$1 work=$tmp/$1/ansible_collections/algotrade/deploy
+  local core=$1 work=$tmp/$1/ansible_collections/algotrade/deploy helpers=$tmp/$1/helpers
   shift
-  mkdir -p "$work"
-  (cd "$root" && git ls-files -co --exclude-standard -z | tar --null -T - -cf -) | tar -xf - -C "$work"
+  mkdir -p "$work/tests" "$helpers"
+  tar -xzf "$tarball" -C "$work"
+  cp -r "$root/tests/sanity" "$work/tests/"
+  # This script and pip's offline bootstrap, beside the copy: not part of what is checked.
+  cp "$root/tools/sanity.sh" "$root/tests/testbed/get_pip_offline.py" "$helpers/"
   case $core in
-    2.17) (cd "$work" && PATH=$root/.venv-core2.17/bin:$PATH "$work/tools/sanity.sh" --run-in-copy 2.17 "$@") ;;
-    2.19) (cd "$work" && PATH=${VENV:-$root/.venv}/bin:$PATH "$work/tools/sanity.sh" --run-in-copy 2.19 "$@") ;;
-    2.21) run_core_2_21 "$work" "$@" ;;
+    2.17) (cd "$work" && PATH=$root/.venv-core2.17/bin:$PATH "$helpers/sanity.sh" --run-in-copy 2.17 "$@") ;;
+    2.19) (cd "$work" && PATH=${VENV:-$root/.venv}/bin:$PATH "$helpers/sanity.sh" --run-in-copy 2.19 "$@") ;;
+    2.21) run_core_2_21 "$work" "$helpers" "$@" ;;
     *)
       echo "no sanity run for ansible-core $core (one of: ${all_cores[*]})" >&2
       return 2
@@ -105,6 +111,7 @@ run_core() {
   esac
 }
 
+tarball=$(cd "$root" && ansible-galaxy collection build --force --output-path "$tmp" | sed -n 's/^Created collection for .* at //p')
 summary=()
 failed=0
 for core in "${cores[@]}"; do
