@@ -35,7 +35,8 @@ def test_one_host_refused_stops_the_run_on_every_host(tmp_path: Path) -> None:
         )
         out = result.stdout + result.stderr
         assert result.returncode != 0, out[-3000:]
-        assert f"failed: [{BAD}] (item=stack_db_name)" in out
+        assert f"fatal: [{BAD}]: FAILED!" in out, out[-3000:]
+        assert "stack_db_name: must be a PostgreSQL name" in out, out[-3000:]
         assert recap(result, GOOD)["changed"] == 0
         assert recap(result, GOOD)["failed"] == 0
         for name in (GOOD, BAD):
