@@ -65,7 +65,7 @@ lint: ## yamllint, ansible-lint (production), ruff, mypy, shellcheck, changelog 
 
 # SANITY_CORES: those of the three to run (`make test`: the ends of requires_ansible).
 SANITY_CORES ?=
-sanity: ## ansible-test sanity on a copy of the collection, with ansible-core 2.17, 2.19 and 2.21
+sanity: ## ansible-test sanity on the built collection's files, with ansible-core 2.17, 2.19 and 2.21
 	tools/sanity.sh $(SANITY_CORES)
 
 unit: ## pytest: unit tests and role tests on throwaway hosts
