@@ -473,7 +473,9 @@ def test_stack_preflight_takes_good_values_of_the_same_settings(tmp_path: Path) 
         _rc, out = stack_check(tmp_path, **settings)
         for name in good:
             assert f"{name}: must" not in out, out[-4000:]
-        # Every rule is checked in one task, which passed.
+        # No secret refused (that rule is a loop), and every settings' rule is checked in one
+        # task, which passed.
+        assert "failed: [described] (item=" not in out, out[-4000:]
         assert re.search(r"settings \| Check the settings\] \**\s*ok: \[described\]", out), out[-4000:]
 
 
