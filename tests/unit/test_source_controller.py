@@ -1,6 +1,7 @@
-"""The image role's controller source (source_controller.yml) on three local hosts of one
-run, two of them sharing a source directory: each host gets its own directory's source,
-and each directory is packed once.
+"""The image role's controller source on three local hosts of one run, two of them sharing
+a source directory: the image is named after each directory's digest, packed once per
+directory (source.yml), and each host gets its own directory's source to build
+(source_controller.yml), packed again and refused if it changed in between.
 
 Seen to fail against the role that packed once per run from the first host's
 stack_source_dir (host b got a's source).
@@ -9,6 +10,7 @@ stack_source_dir (host b got a's source).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +20,9 @@ from testlib import REPO
 PLAYBOOK = """\
 - name: Stage the controller source
   hosts: all
-  gather_facts: false
+  # The image's name renders the build files, which need the hosts' architecture.
+  gather_facts: true
+  gather_subset: [min]
   tasks:
     # The image role works with the stack's settings: the import gives them to the play.
     - name: Give the play the stack's settings (none of its tasks run)
@@ -27,6 +31,18 @@ PLAYBOOK = """\
         tasks_from: switch
       when: false
 
+    - name: Name the image
+      ansible.builtin.include_role:
+        name: algotrade.deploy.image
+        tasks_from: source
+
+    - name: Change the source after its image was named
+      ansible.builtin.copy:
+        content: "changed"
+        dest: "{{ stack_source_dir }}/changed.txt"
+        mode: "0644"
+      when: change_after_naming | default(false)
+
     - name: Stage
       ansible.builtin.include_role:
         name: algotrade.deploy.image
@@ -34,14 +50,9 @@ PLAYBOOK = """\
 """
 
 
-def test_each_host_gets_its_own_source_directory_packed_once(tmp_path: Path) -> None:
-    sources = {}
-    for name in ("a", "b"):
-        source = tmp_path / f"source-{name}"
-        source.mkdir()
-        (source / "Cargo.toml").write_text(f'[package]\nname = "{name}"\n')
-        sources[name] = source
-    hosts = {"a": sources["a"], "b": sources["b"], "c": sources["a"]}
+def stage(tmp_path: Path, hosts: dict[str, Path], **extra_vars: object) -> tuple[str, int]:
+    """Runs the playbook on local hosts (each with its source directory); scratch files go
+    to tmp_path/scratch, which the run must leave empty."""
     inventory = {
         "all": {
             "hosts": {
@@ -53,17 +64,50 @@ def test_each_host_gets_its_own_source_directory_packed_once(tmp_path: Path) -> 
     }
     (tmp_path / "inventory.json").write_text(json.dumps(inventory))
     (tmp_path / "stage.yml").write_text(PLAYBOOK)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
     result = subprocess.run(
-        ["ansible-playbook", "-i", str(tmp_path / "inventory.json"), str(tmp_path / "stage.yml")],
+        [
+            "ansible-playbook",
+            "-i",
+            str(tmp_path / "inventory.json"),
+            str(tmp_path / "stage.yml"),
+            "-e",
+            json.dumps(extra_vars),
+        ],
         capture_output=True,
         text=True,
         check=False,
         cwd=REPO,
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
-    out = result.stdout + result.stderr
-    assert result.returncode == 0, out[-4000:]
+    assert not list(scratch.glob("*.algo-trade-src.tar")), "a scratch file was left"
+    return result.stdout + result.stderr, result.returncode
+
+
+def source_dir(tmp_path: Path, name: str) -> Path:
+    source = tmp_path / f"source-{name}"
+    source.mkdir()
+    (source / "Cargo.toml").write_text(f'[package]\nname = "{name}"\n')
+    return source
+
+
+def test_each_host_gets_its_own_source_directory_packed_once(tmp_path: Path) -> None:
+    sources = {name: source_dir(tmp_path, name) for name in ("a", "b")}
+    hosts = {"a": sources["a"], "b": sources["b"], "c": sources["a"]}
+    out, returncode = stage(tmp_path, hosts)
+    assert returncode == 0, out[-4000:]
     for name, source in hosts.items():
         staged = tmp_path / f"host-{name}" / "build" / "src" / "Cargo.toml"
         assert staged.read_text() == (source / "Cargo.toml").read_text(), name
-    packs = out[out.index("Pack the sources") : out.index("Take the host's archive")]
+    packs = out[out.index("Pack the sources") : out.index("Keep the source digest")]
     assert packs.count("=> (item=") == 2, packs
+
+
+def test_a_source_changed_after_its_image_was_named_is_refused(tmp_path: Path) -> None:
+    """Seen to fail when the staging packed without comparing the digest (the image's
+    name would not be the digest of what it was built from)."""
+    out, returncode = stage(tmp_path, {"a": source_dir(tmp_path, "a")}, change_after_naming=True)
+    assert returncode != 0
+    assert "changed during this run" in out, out[-4000:]
+    assert not (tmp_path / "host-a" / "build" / "src").exists()
