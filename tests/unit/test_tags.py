@@ -44,7 +44,7 @@ ROWS: dict[str, tuple[str, list[str], list[str]]] = {
         [
             LOCK,
             "prepare | Check the host",
-            "prepare | Stage the source and name the image",
+            "prepare | Name the image after the source (a git source is checked out on the host)",
             "release | Build the image",
             "release | Ship the image from the build host",
             "Stop the rollout before the next batch when a host failed",
