@@ -55,6 +55,12 @@ def test_targets_met_and_missed() -> None:
     assert "1.25x one host (16.0 s, measured just before) | <= 1.2x | **missed** |" in missed
 
 
+def test_tells_the_change_beside_its_build() -> None:
+    """The one-line change of 40 s with a build of 10 s: 30 s of the cold deploy's 300 s."""
+    text = render(_report(noop=14.0, three=16.0))
+    assert "| of which the rest, everything but the image build | 30.0 s = 10.0% of cold | | |" in text
+
+
 def test_counts_the_tasks_of_the_no_op() -> None:
     text = render(_report(noop=14.0, three=16.0))
     assert "| Tasks that no-op ran on the host | 88 (49 more skipped) | | |" in text
