@@ -47,17 +47,30 @@ PLAYBOOK = """\
       ansible.builtin.include_role:
         name: algotrade.deploy.image
         tasks_from: source_controller
+      when: stack_source | default('controller') == 'controller'
 """
 
 
-def stage(tmp_path: Path, hosts: dict[str, Path], **extra_vars: object) -> tuple[str, int]:
-    """Runs the playbook on local hosts (each with its source directory); scratch files go
-    to tmp_path/scratch, which the run must leave empty."""
+def stage(
+    tmp_path: Path,
+    hosts: dict[str, Path],
+    first: dict[str, dict[str, str]] | None = None,
+    **extra_vars: object,
+) -> tuple[str, int]:
+    """Runs the playbook on local hosts (each with its source directory, after the hosts
+    of `first` with their own variables); scratch files go to tmp_path/scratch, which the
+    run must leave empty."""
     inventory = {
         "all": {
             "hosts": {
-                name: {"stack_project_dir": str(tmp_path / f"host-{name}"), "stack_source_dir": str(source)}
-                for name, source in hosts.items()
+                **(first or {}),
+                **{
+                    name: {
+                        "stack_project_dir": str(tmp_path / f"host-{name}"),
+                        "stack_source_dir": str(source),
+                    }
+                    for name, source in hosts.items()
+                },
             },
             "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
         }
@@ -111,3 +124,29 @@ def test_a_source_changed_after_its_image_was_named_is_refused(tmp_path: Path) -
     assert returncode != 0
     assert "changed during this run" in out, out[-4000:]
     assert not (tmp_path / "host-a" / "build" / "src").exists()
+
+
+def test_a_git_source_first_in_the_play_leaves_the_others_their_digest(tmp_path: Path) -> None:
+    """The pack runs once for the play (run_once): with a host of a git source first, the
+    hosts of the controller's source still get their digest and their source.
+
+    Seen to fail when the pack had the condition stack_source == 'controller' (run_once
+    took the git host's, and skipped the pack for every host)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "Cargo.toml").write_text('[package]\nname = "from-git"\n')
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-C", str(repo)]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "source"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
+    git_host = {
+        "stack_project_dir": str(tmp_path / "host-g"),
+        "stack_source": "git",
+        "stack_source_git_repo": f"file://{repo}",
+        "stack_source_git_version": "main",
+    }
+    out, returncode = stage(tmp_path, {"a": source_dir(tmp_path, "a")}, first={"g": git_host})
+    assert returncode == 0, out[-4000:]
+    assert (tmp_path / "host-a" / "build" / "src" / "Cargo.toml").read_text() == '[package]\nname = "a"\n'
+    assert (
+        tmp_path / "host-g" / "build" / "src" / "Cargo.toml"
+    ).read_text() == '[package]\nname = "from-git"\n'
