@@ -9,7 +9,7 @@ SCENARIO ?= default
 # ansible-lint reads the inventories' vaults with their committed demo and example passwords.
 LINT_VAULT_IDS := demo@inventories/demo/demo-vault-password.txt,prod@inventories/prod/example-vault-password.txt,staging@inventories/staging/example-vault-password.txt
 
-.PHONY: help demo demo-destroy bench test setup checks checks-lane core-scenarios lint sanity unit molecule scenario converge verify destroy docs build clean
+.PHONY: help demo demo-destroy bench test setup checks core-scenarios lint sanity unit molecule scenario converge verify destroy docs build clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -34,17 +34,14 @@ demo-destroy: setup ## Remove the throwaway demo host and its data
 bench: setup ## Measure deploy times on throwaway local hosts; writes docs/benchmarks.md (not part of test)
 	python tools/bench.py
 
-# Two lanes side by side, of about the same length (they share the two cores, busy
-# throughout: docs/benchmarks.md): the checks one after another, then the upgrade scenario; and the other
-# scenarios three at a time, where `default` takes the first free slot with ansible-core
-# 2.21 and then 2.17 (the ends of requires_ansible) instead of the venv's 2.19, in one
-# slot: a scenario's hosts and network have fixed names, so it must never run beside itself.
+# Two lanes side by side (they share the two cores, busy throughout: docs/benchmarks.md):
+# the checks one after another; and the scenarios three at a time, the longest first,
+# where `default` takes the last free slot with ansible-core 2.21 and then 2.17 (the ends
+# of requires_ansible) instead of the venv's 2.19, in one slot: a scenario's hosts and
+# network have fixed names, so it must never run beside itself.
 test: setup ## Set up everything and run every check and scenario
-	$(MAKE) --no-print-directory -j2 --output-sync=target molecule checks-lane \
-	  SKIP_SCENARIOS="default upgrade" LAST_SCENARIOS=$(CORE_SCENARIOS) SANITY_CORES="2.17 2.21"
-
-checks-lane: checks
-	tools/scenarios.sh upgrade
+	$(MAKE) --no-print-directory -j2 --output-sync=target molecule checks \
+	  SKIP_SCENARIOS=default LAST_SCENARIOS=$(CORE_SCENARIOS) SANITY_CORES="2.17 2.21"
 
 checks: lint sanity unit ## lint, sanity and unit
 
@@ -81,7 +78,8 @@ core-scenarios: ## The default scenario with ansible-core 2.21 and 2.17 (tools/s
 # run elsewhere; LAST_SCENARIOS: more after them (`make test`: `default` with other cores).
 SKIP_SCENARIOS ?=
 LAST_SCENARIOS ?=
-LONGEST_FIRST := $(foreach s,stack fleet backup,$(filter $(s),$(SCENARIOS))) $(filter-out stack fleet backup,$(SCENARIOS))
+LONGEST := stack fleet upgrade backup
+LONGEST_FIRST := $(foreach s,$(LONGEST),$(filter $(s),$(SCENARIOS))) $(filter-out $(LONGEST),$(SCENARIOS))
 
 molecule: ## Run every Molecule scenario (create to destroy), three at a time
 	tools/scenarios.sh $(filter-out $(SKIP_SCENARIOS),$(LONGEST_FIRST)) $(LAST_SCENARIOS)
