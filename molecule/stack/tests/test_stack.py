@@ -709,6 +709,11 @@ def test_changed_settings_reach_the_containers_that_read_them_and_the_scenario_r
     assert newest_other["id"] in kept
     inputs = set(run_ok(host, f"ls {PROJECT}/inputs").split())
     assert inputs == {d for r in kept.values() for d in r["inputs"]}  # type: ignore[attr-defined]
+    # Each file a kept release's compose file names is there still, not only its directory.
+    mounted = f"grep -ho '{PROJECT}/[a-z]*/[^\":]*' {PROJECT}/releases/*/compose.yaml | sort -u"
+    named = run_ok(host, mounted).split()
+    assert len(named) > len(kept), named
+    assert not [path for path in named if not host.file(path).exists], named
     images = set(run_ok(host, "docker images algo-trade/app --format '{{.Repository}}:{{.Tag}}'").split())
     assert images == {str(r["image"]) for r in kept.values()}
     assert run_ok(host, f"ls {PROJECT}/secrets").split() == ["db_app_password", "db_password"]

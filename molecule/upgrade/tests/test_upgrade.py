@@ -129,6 +129,7 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
     )
     assert first.returncode == 0, first.stdout[-3000:]
     assert not host.file(f"{PROJECT}/compose.yaml").is_symlink
+    assert host.file(f"{PROJECT}/build/src.tar").exists, "its staging kept the source's archive"
     # The collection of before runs the daemon (with its TUI), the database and the proxy.
     wait_healthy(host, timeout=60, containers=(APP, DB, PROXY))
     api(host, "POST", "/api/bots", {"bot_id": bot, "symbol": "ETH", "strategy": "quad_ma"})
@@ -148,6 +149,7 @@ def test_a_host_of_the_first_layout_is_taken_over_in_place(host: testinfra.host.
     # not twice. (A live-restored engine keeps its default bridge as it was: icc is off
     # there from the engine's next start without running containers, a reboot.)
     assert run_ok(host, "pidof dockerd").strip() != engine
+    assert not host.file(f"{PROJECT}/build/src.tar").exists, "the prune takes the archive of before"
     assert json.loads(host.file("/etc/docker/daemon.json").content_string)["icc"] is False
 
     legacy = [r for r in releases(host).values() if str(r["id"]).startswith("legacy-")]
