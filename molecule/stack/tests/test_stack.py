@@ -530,14 +530,26 @@ def engine_events(host: testinfra.host.Host) -> Iterator[list[str]]:
 
 def test_the_build_resolved_the_lock_and_kept_it_with_the_release(host: testinfra.host.Host) -> None:
     """The sample commits no Cargo.lock (as upstream): the build host resolved the versions
-    once for the running image's tag and keeps that lock; the staged source stays as it
-    came (no lock written into it)."""
+    once and keeps the lock per image tag; the staged source stays as it came (no lock
+    written into it). The side effect's one-line change left the Cargo.toml files as they
+    were: its image took the first release's lock (copied with its time), not one resolved
+    again."""
     tag = image_of(host, APP).rsplit(":", maxsplit=1)[-1]
-    lock = host.file(f"{PROJECT}/build/locks/{tag}.lock")
+    locks = f"{PROJECT}/build/locks"
+    lock = host.file(f"{locks}/{tag}.lock")
     assert lock.exists
     assert (lock.uid, lock.mode) == (0, 0o640)
     assert 'name = "sqlx"' in lock.content_string
     assert not host.file(f"{PROJECT}/build/src/Cargo.lock").exists
+    (first,) = [
+        name.removesuffix(".lock")
+        for name in run_ok(host, f"ls {locks}").split()
+        if name.endswith(".lock") and name != f"{tag}.lock"
+    ]
+    assert host.file(f"{locks}/{first}.lock").content_string == lock.content_string
+    assert host.file(f"{locks}/{first}.lock").mtime == lock.mtime, "resolved again"
+    manifests = host.file(f"{locks}/{tag}.manifests").content_string
+    assert manifests == host.file(f"{locks}/{first}.manifests").content_string
 
 
 def test_the_build_database_left_no_trace(host: testinfra.host.Host) -> None:
