@@ -142,7 +142,8 @@ class Report:
 def _s(seconds: float) -> str:
     if seconds < 90:
         return f"{seconds:.1f} s"
-    return f"{seconds:.0f} s ({int(seconds // 60)} min {seconds % 60:02.0f} s)"
+    whole = round(seconds)  # 179.6 s is 3 min 00 s, not 2 min 60 s
+    return f"{whole} s ({whole // 60} min {whole % 60:02d} s)"
 
 
 def _mb(size: int) -> str:

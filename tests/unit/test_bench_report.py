@@ -9,6 +9,7 @@ from testlib import REPO
 sys.path.insert(0, str(REPO / "tools"))
 
 import bench_parse as bp
+import bench_report
 from bench_report import (
     SUITE_SECTION,
     BuildOnce,
@@ -146,3 +147,9 @@ def test_build_once_over_three_hosts_against_one_host() -> None:
     assert "| build once: three hosts, registry | 60.0 | 0.0 | 0.0 | 1.3 | 1.4 |" in text
     report.build_once, report.build_once_error = None, "one-line change three hosts archive failed (exit 2)"
     assert "**Failed**: one-line change three hosts archive failed (exit 2)" in render(report)
+
+
+def test_minutes_carry_a_rounded_minute() -> None:
+    """Seen to fail before: 179.6 s was printed as 180 s (2 min 60 s)."""
+    assert bench_report._s(179.6) == "180 s (3 min 00 s)"
+    assert bench_report._s(95.4) == "95 s (1 min 35 s)"
