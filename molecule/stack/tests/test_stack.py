@@ -655,6 +655,53 @@ def releases(host: testinfra.host.Host) -> dict[str, dict[str, object]]:
     return {i: json.loads(host.file(f"{PROJECT}/releases/{i}/release.json").content_string) for i in ids}
 
 
+def changed_sample(where: Path, version: str, query_suffix: str = "") -> Path:
+    """A copy of the scenario's sample app with another version line and, with
+    query_suffix, its one compile-time checked query's text changed."""
+    changed = where / f"sample-{version}"
+    shutil.copytree(VARS["sample_app_dir"], changed, ignore=shutil.ignore_patterns("target"))
+    for name, old, new in [
+        ("main.rs", r'pub const VERSION: &str = ".*";', f'pub const VERSION: &str = "{version}";'),
+        ("jobs.rs", r"RETURNING id\"", f'RETURNING id{query_suffix}"'),
+    ]:
+        source = changed / "crates" / "cli" / "src" / name
+        text = source.read_text()
+        assert re.search(old, text), (name, old)
+        source.write_text(re.sub(old, new, text))
+    return changed
+
+
+@pytest.mark.disruptive
+def test_a_build_of_a_kept_schema_needs_no_build_database_and_a_changed_query_gets_one(
+    host: testinfra.host.Host, tmp_path: Path
+) -> None:
+    """The sample commits no .sqlx/: the scenario's builds asked a build database and kept
+    what sqlx learnt of the query under the schema's key. A one-line change of the same
+    schema compiles from that data: no build database is created. A change of the query's
+    text (the schema as it was) finds no data for it: the run says so and builds against a
+    build database, which is removed after."""
+    marker = host.file(f"{PROJECT}/build/.algotrade-sqlx-queries")
+    assert marker.exists
+    assert (marker.uid, marker.mode) == (0, 0o640)
+    key = marker.content_string.strip()
+    assert re.fullmatch(r"[0-9a-f]{16}", key), key
+    converge = REPO / "molecule" / "stack" / "converge.yml"
+    builds = [("sample-kept", "", False), ("sample-query", " AS id", True)]
+    for version, query_suffix, fallback in builds:
+        source = changed_sample(tmp_path, version, query_suffix)
+        with streamed_events(
+            host, "--filter type=container --filter event=create", "{{.Actor.Attributes.name}}"
+        ) as created:
+            result = ansible_playbook(converge, INVENTORY, extra_vars={"stack_source_dir": str(source)})
+        out = result.stdout + result.stderr
+        assert result.returncode == 0, out[-3000:]
+        assert ("did not serve this source" in out) == fallback, out[-3000:]
+        assert ("algo-trade-build-db" in created) == fallback, created
+        assert host.run("docker inspect algo-trade-build-db").rc != 0, "the build database was removed"
+        assert api(host, "GET", "/api/bots").startswith(f"200 {version}")
+        assert marker.content_string.strip() == key, "the schema did not change"
+
+
 @pytest.mark.disruptive
 def test_changed_settings_reach_the_containers_that_read_them_and_the_scenario_release_returns_pruned(
     host: testinfra.host.Host,
