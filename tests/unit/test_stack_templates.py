@@ -66,8 +66,10 @@ def test_dockerfile_cargo_chef_strategy_by_default(tmp_path: Path) -> None:
 @pytest.mark.parametrize("strategy", ["cache-mounts", "cargo-chef"])
 def test_dockerfile_for_a_source_without_lock_or_query_cache(tmp_path: Path, strategy: str) -> None:
     """No Cargo.lock in the source: the lock the build host resolved goes in after every
-    copy of the source, and the build stays --locked to it; no .sqlx/: the build step alone
-    mounts the build database's URL as a BuildKit secret, never a build argument or an ENV."""
+    copy of the source, and the build stays --locked to it; no .sqlx/: the online build
+    step alone mounts the build database's URL as a BuildKit secret, never a build argument
+    or an ENV, and keeps sqlx's query data under the schema's key; the kept-data step
+    compiles offline from that data with no secret mount. A build argument picks one."""
     dockerfile = render(
         "Dockerfile.j2",
         tmp_path,
@@ -78,11 +80,19 @@ def test_dockerfile_for_a_source_without_lock_or_query_cache(tmp_path: Path, str
     copies = dockerfile.count("COPY src/ ./")
     assert copies >= 1
     assert dockerfile.count("COPY src/ ./\nCOPY Cargo.lock.generated ./Cargo.lock\n") == copies
+    online = dockerfile.split(" AS build-online\n")[1].split("\nFROM ")[0]
+    kept = dockerfile.split(" AS build-kept\n")[1].split("\nFROM ")[0]
     assert dockerfile.count("--mount=type=secret,id=database_url,required=true") == 1
-    build = 'DATABASE_URL="$(cat /run/secrets/database_url)" cargo-locked cargo build --release --locked'
-    assert build in dockerfile
-    assert "SQLX_OFFLINE" not in dockerfile
-    assert "ARG " not in dockerfile
+    assert "--mount=type=secret,id=database_url,required=true" in online
+    assert 'DATABASE_URL="$(cat /run/secrets/database_url)"' in online
+    assert 'SQLX_OFFLINE_DIR="/sqlx-queries/$ALGOTRADE_QUERY_KEY"' in online
+    assert "secret" not in kept
+    assert 'cp -R "/sqlx-queries/$ALGOTRADE_QUERY_KEY" .sqlx' in kept
+    assert "SQLX_OFFLINE=true cargo-locked cargo build --release --locked" in kept
+    assert dockerfile.count("--mount=type=cache,id=algo-trade-sqlx-queries,target=/sqlx-queries") == 2
+    assert "FROM build-${ALGOTRADE_QUERY_DATA} AS builder\n" in dockerfile
+    args = [line for line in dockerfile.splitlines() if line.startswith("ARG ")]
+    assert args == ["ARG ALGOTRADE_QUERY_DATA=online", "ARG ALGOTRADE_QUERY_KEY", "ARG ALGOTRADE_QUERY_KEY"]
     assert "ENV DATABASE_URL" not in dockerfile
 
 
