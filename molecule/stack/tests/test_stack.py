@@ -679,7 +679,11 @@ def test_a_build_of_a_kept_schema_needs_no_build_database_and_a_changed_query_ge
     what sqlx learnt of the query under the schema's key. A one-line change of the same
     schema compiles from that data: no build database is created. A change of the query's
     text (the schema as it was) finds no data for it: the run says so and builds against a
-    build database, which is removed after."""
+    build database, which is removed after.
+
+    Such a build runs while the release is written: a source that does not compile fails
+    the run before the switch, the release written for it is removed, and the release
+    that ran runs on."""
     marker = host.file(f"{PROJECT}/build/.algotrade-sqlx-queries")
     assert marker.exists
     assert (marker.uid, marker.mode) == (0, 0o640)
@@ -695,13 +699,28 @@ def test_a_build_of_a_kept_schema_needs_no_build_database_and_a_changed_query_ge
             result = ansible_playbook(converge, INVENTORY, extra_vars={"stack_source_dir": str(source)})
         out = result.stdout + result.stderr
         assert result.returncode == 0, out[-3000:]
-        kept_build = out[out.find("from the query data kept (BuildKit)") :][:4000]
+        kept_build = out[out.find("Take the build's result") :][:4000]
         # The message, not the task's title (printed when skipped too).
         assert ("(a query that changed?)" in out) == fallback, kept_build
         assert ("algo-trade-build-db" in created) == fallback, created
         assert host.run("docker inspect algo-trade-build-db").rc != 0, "the build database was removed"
         assert api(host, "GET", "/api/bots").startswith(f"200 {version}")
         assert marker.content_string.strip() == key, "the schema did not change"
+
+    running = releases(host)
+    app = ids(host)[APP]
+    broken = changed_sample(tmp_path, "sample-broken")
+    main = broken / "crates" / "cli" / "src" / "main.rs"
+    main.write_text(main.read_text() + '\ncompile_error!("this source does not build");\n')
+    result = ansible_playbook(converge, INVENTORY, extra_vars={"stack_source_dir": str(broken)})
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out[-3000:]
+    assert "this source does not build" in out
+    assert re.search(r"The image of release \w+ \(.*\) did not build on stack-a", out), out[-3000:]
+    assert releases(host) == running, "the broken source's release was removed"
+    assert ids(host)[APP] == app, "nothing of it was started"
+    assert api(host, "GET", "/api/bots").startswith(f"200 {builds[-1][0]}")
+    assert host.run("docker inspect algo-trade-build-db").rc != 0, "the build database was removed"
 
 
 @pytest.mark.disruptive
