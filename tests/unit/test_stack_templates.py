@@ -326,7 +326,9 @@ def test_compose_lists_the_migrations_and_the_database_runs_no_init_script(tmp_p
 def test_compose_publishes_only_through_the_proxy(
     tmp_path: Path, tui: bool, api_remote: bool, proxy_ports: list[str] | None, app_ports: list[str] | None
 ) -> None:
-    """stack_tui_enabled: false leaves no terminal service, no terminal port and no ttyd socket volume."""
+    """stack_tui_enabled: false leaves no terminal service, no terminal port and no ttyd socket volume.
+    The proxy depends on the API it serves (its resolver caches the API's address), on no
+    terminal: Compose would recreate it with each (seen: depends_on listed them)."""
     api_bind = "192.0.2.10" if api_remote else "127.0.0.1"
     services = compose(tmp_path, stack_tui_enabled=tui, stack_api_remote=api_remote, stack_api_bind=api_bind)[
         "services"
@@ -338,6 +340,9 @@ def test_compose_publishes_only_through_the_proxy(
     assert all("tui-socket" not in " ".join(s.get("volumes", [])) for n, s in services.items() if n != "proxy"
                and not n.endswith(("-tui", "-manager")))  # fmt: skip
     assert "ports" not in services["db"]
+    if "proxy" in services:
+        depends_on = {"app": {"condition": "service_healthy"}} if api_remote else None
+        assert services["proxy"].get("depends_on") == depends_on
 
 
 def test_compose_names_each_services_files_by_their_digest(tmp_path: Path) -> None:

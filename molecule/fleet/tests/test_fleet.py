@@ -76,6 +76,11 @@ def fleet(hosts: dict[str, testinfra.host.Host]) -> dict[str, dict[str, str]]:
     return {name: app(host) for name, host in hosts.items()}
 
 
+def proxy(host: testinfra.host.Host) -> str:
+    """The proxy's container ID."""
+    return run_ok(host, "docker inspect -f '{{.Id}}' algo-trade-proxy-1").strip()
+
+
 def api_version(host: testinfra.host.Host) -> str:
     """The version the API answers with (header X-Algo-Trade-Version)."""
     out = run_ok(
@@ -351,6 +356,7 @@ def test_fixed_release_reaches_every_host_through_the_registry(
     from the scenario's CA, a login), the two others pull it; no archive goes through the
     controller and no login or registry tag stays on a host."""
     before = fleet(hosts)
+    proxies = {name: proxy(host) for name, host in hosts.items()}
     with ExitStack() as streams:
         events = {
             name: streams.enter_context(
@@ -370,6 +376,8 @@ def test_fixed_release_reaches_every_host_through_the_registry(
         assert api_version(host) == "200 sample-2", name
         assert " changed " in lines[name], lines[name]
         assert "ok, healthy" in lines[name], lines[name]
+        # A release of the image alone: the proxy, whose settings are as they were, runs on.
+        assert proxy(host) == proxies[name], name
     for name in ("fleet-b", "fleet-c"):
         assert hosts[name].run("docker image inspect local/rust-builder:trixie").rc != 0
     # Pushed by the canary, pulled by the others, each under the registry's name.
