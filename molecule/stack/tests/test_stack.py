@@ -679,7 +679,8 @@ def test_a_build_of_a_kept_schema_needs_no_build_database_and_a_changed_query_ge
     what sqlx learnt of the query under the schema's key. A one-line change of the same
     schema compiles from that data: no build database is created. A change of the query's
     text (the schema as it was) finds no data for it: the run says so and builds against a
-    build database, which is removed after.
+    build database, which is removed after. Neither release brings the database (the
+    running release's) up again.
 
     Such a build runs while the release is written: a source that does not compile fails
     the run before the switch, the release written for it is removed, and the release
@@ -706,6 +707,10 @@ def test_a_build_of_a_kept_schema_needs_no_build_database_and_a_changed_query_ge
         assert host.run("docker inspect algo-trade-build-db").rc != 0, "the build database was removed"
         assert api(host, "GET", "/api/bots").startswith(f"200 {version}")
         assert marker.content_string.strip() == key, "the schema did not change"
+        # The release's database is the running one's, healthy: it is not brought up again.
+        db_up = re.search(r"Bring the release's database up and wait until it is healthy\] \**\n(\w+):", out)
+        assert db_up, out[-3000:]
+        assert db_up.group(1) == "skipping", db_up
 
     running = releases(host)
     app = ids(host)[APP]
