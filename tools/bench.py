@@ -129,6 +129,7 @@ class Run:
     load_after: str
     cpu: float
     host_cpu: float
+    stdout: str
 
     @property
     def changed(self) -> int:
@@ -221,6 +222,7 @@ class Bench:
             loadavg(),
             cpu,
             host_cpu,
+            result.stdout,
         )
         if expect_no_change and run.changed:
             changed = {h: r["changed"] for h, r in run.recaps.items() if r["changed"]}
@@ -463,9 +465,9 @@ def measure(one_host: bool, logs: Path) -> Report:
                     other = Strategy(
                         OTHER_STRATEGY,
                         Measure.of(other_cold),
-                        bp.build_seconds(other_cold.times),
+                        bp.build_seconds(other_cold.stdout),
                         Measure.of(other_change),
-                        bp.build_seconds(other_change.times),
+                        bp.build_seconds(other_change.stdout),
                     )
                     cold_third = bench.deploy("cold deploy of a third host", ["bench-c"])
                     noop_one = bench.deploy("no-op one host", ["bench-a"], expect_no_change=True)
@@ -488,12 +490,12 @@ def measure(one_host: bool, logs: Path) -> Report:
         return Report(
             machine=info,
             cold=Measure.of(cold),
-            cold_build=bp.build_seconds(cold.times),
+            cold_build=bp.build_seconds(cold.stdout),
             cold_times=cold.times,
             noop=Measure.of(noop),
             noop_times=noop.times,
             change=Measure.of(redeploy),
-            change_build=bp.build_seconds(redeploy.times),
+            change_build=bp.build_seconds(redeploy.stdout),
             change_times=redeploy.times,
             polls=polls,
             image=image,

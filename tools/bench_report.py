@@ -177,10 +177,11 @@ def _results(r: Report) -> list[str]:
         f"| Tasks that no-op ran on the host | {r.noop.tasks} ({r.noop.skipped} more skipped) | | |",
         f"| Redeploy after a one-line change (changed={r.change.changed}) | {_s(r.change.seconds)} = "
         f"{change:.1%} of cold | <= 30% | {_verdict(change, TARGET_CHANGE)} |",
-        f"| of which the image build | {_s(r.change_build)} ({r.change_build / r.cold_build:.0%} of the cold "
-        "build) | | |",
-        # What a change costs beside its build: the floor of the change / cold ratio.
-        f"| of which the rest, everything but the image build | {_s(r.change.seconds - r.change_build)} = "
+        f"| of which the image build, from its start until the run had it | {_s(r.change_build)} "
+        f"({r.change_build / r.cold_build:.0%} of the cold build) | | |",
+        # What a change costs outside its build: the floor of the change / cold ratio.
+        f"| of which the rest, outside the build (the release is written while it runs) | "
+        f"{_s(r.change.seconds - r.change_build)} = "
         f"{(r.change.seconds - r.change_build) / r.cold.seconds:.1%} of cold | | |",
         f"| API downtime during that redeploy | {d.total:.1f} s ({len(d.outages)} outage(s), longest "
         f"{d.longest:.1f} s) | <= 10 s | {_verdict(d.total, TARGET_DOWNTIME)} |",

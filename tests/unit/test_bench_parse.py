@@ -44,10 +44,39 @@ def test_task_times_refuses_output_without_the_callback() -> None:
         bp.task_times("PLAY RECAP ****\nbench-a : ok=1 changed=0\n")
 
 
-def test_build_seconds_is_the_build_task() -> None:
-    assert bp.build_seconds(bp.task_times(PROFILE)) == pytest.approx(201.37)
+def _banners(*tasks: tuple[str, float, str]) -> str:
+    """A run's output with profile_tasks: each task's banner, its start, its first result."""
+    return "".join(
+        f"TASK [{name}] ****\nMonday 07 December 2026  15:56:46 +0000 (0:00:00.034)"
+        f"       0:{int(at // 60):02d}:{at % 60:06.3f} ******* \n{status}: [bench-a]\n\n"
+        for name, at, status in tasks
+    )
+
+
+BUILD = f"algotrade.deploy.image : {bp.BUILD_TASK} (BuildKit, while the old release keeps running)"
+WAIT = "algotrade.deploy.image : build | Wait for the build"
+WRITE = "algotrade.deploy.release : write | Write the services' files"
+UP = "algotrade.deploy.switch : Bring the release up and wait until every service is healthy"
+
+
+def test_build_seconds_ends_a_build_in_the_background_where_its_wait_ends() -> None:
+    """A build waited for in place lasts its task; one left running while the release is
+    written lasts until its wait ended (the finish part's build task, skipped, in between)."""
+    in_place = _banners(
+        (BUILD, 16.0, "changed"), (WAIT, 40.0, "skipping"), (WRITE, 41.0, "changed"), (UP, 45.0, "ok")
+    )
+    assert bp.build_seconds(in_place) == pytest.approx(24.0)
+    background = _banners(
+        (BUILD, 16.0, "changed"),
+        (WAIT, 17.0, "skipping"),
+        (WRITE, 18.0, "changed"),
+        (BUILD, 29.0, "skipping"),
+        (WAIT, 30.0, "ok"),
+        (UP, 44.5, "changed"),
+    )
+    assert bp.build_seconds(background) == pytest.approx(28.5)
     with pytest.raises(ValueError, match="Build the application image"):
-        bp.build_seconds([bp.TaskTime("stack : deploy | Bring the stack up", 3.0)])
+        bp.build_seconds(_banners((BUILD, 3.0, "skipping"), (UP, 4.0, "ok")))
 
 
 def test_phases_sum_by_role_and_task_file() -> None:
