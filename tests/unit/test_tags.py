@@ -45,6 +45,7 @@ ROWS: dict[str, tuple[str, list[str], list[str]]] = {
             LOCK,
             "prepare | Check the host",
             "prepare | Name the image after the source (a git source is checked out on the host)",
+            "plan | Start the image's build",
             "release | Build the image",
             "release | Ship the image from the build host",
             "Stop the rollout before the next batch when a host failed",
