@@ -684,22 +684,34 @@ def test_a_build_of_a_kept_schema_needs_no_build_database_and_a_changed_query_ge
 
     Such a build runs while the release is written: a source that does not compile fails
     the run before the switch, the release written for it is removed, and the release
-    that ran runs on."""
+    that ran runs on. The first change goes as operators roll out (site.yml): the plan
+    starts the build, the host's batch waits for it before the switch."""
     marker = host.file(f"{PROJECT}/build/.algotrade-sqlx-queries")
     assert marker.exists
     assert (marker.uid, marker.mode) == (0, 0o640)
     key = marker.content_string.strip()
     assert re.fullmatch(r"[0-9a-f]{16}", key), key
     converge = REPO / "molecule" / "stack" / "converge.yml"
-    builds = [("sample-kept", "", False), ("sample-query", " AS id", True)]
-    for version, query_suffix, fallback in builds:
+    rollout = REPO / "molecule" / "stack" / "rollout.yml"
+    builds = [("sample-kept", "", False, rollout), ("sample-query", " AS id", True, converge)]
+    for version, query_suffix, fallback, playbook in builds:
         source = changed_sample(tmp_path, version, query_suffix)
         with streamed_events(
             host, "--filter type=container --filter event=create", "{{.Actor.Attributes.name}}"
         ) as created:
-            result = ansible_playbook(converge, INVENTORY, extra_vars={"stack_source_dir": str(source)})
+            result = ansible_playbook(playbook, INVENTORY, extra_vars={"stack_source_dir": str(source)})
         out = result.stdout + result.stderr
         assert result.returncode == 0, out[-3000:]
+        if playbook == rollout:
+            plan, batch = out.split("PLAY [Plan the rollout on every host]", 1)[1].split(
+                "PLAY [Roll out the trading stack]", 1
+            )
+            started = re.search(r"build \| Build the application image [^\]]*\] \**\n(\w+):", plan)
+            waited = re.search(r"build \| Wait for the build\] \**\n(\w+):", batch)
+            assert started, plan[-3000:]
+            assert started.group(1) == "changed", plan[-3000:]
+            assert waited, batch[-3000:]
+            assert waited.group(1) == "ok", batch[-3000:]
         kept_build = out[out.find("Take the build's result") :][:4000]
         # The message, not the task's title (printed when skipped too).
         assert ("(a query that changed?)" in out) == fallback, kept_build
