@@ -694,6 +694,10 @@ def test_a_build_of_a_kept_schema_needs_no_build_database_and_a_changed_query_ge
     converge = REPO / "molecule" / "stack" / "converge.yml"
     rollout = REPO / "molecule" / "stack" / "rollout.yml"
     builds = [("sample-kept", "", False, rollout), ("sample-query", " AS id", True, converge)]
+    # The release writes a password file only where it differs from what it writes: the
+    # app's, whose mode drifted, is put back; the admin's is left as it is.
+    app_secret = f"{PROJECT}/secrets/db_app_password"
+    run_ok(host, f"chmod 0640 {app_secret}")
     for version, query_suffix, fallback, playbook in builds:
         source = changed_sample(tmp_path, version, query_suffix)
         with streamed_events(
@@ -712,6 +716,10 @@ def test_a_build_of_a_kept_schema_needs_no_build_database_and_a_changed_query_ge
             assert started.group(1) == "changed", plan[-3000:]
             assert waited, batch[-3000:]
             assert waited.group(1) == "ok", batch[-3000:]
+            written = batch.split("write | Write the database's passwords]", 1)[1].split("TASK [", 1)[0]
+            assert written.count("changed: ") == 1, written
+            assert written.count("skipping: ") == 1, written
+            assert (host.file(app_secret).mode, host.file(app_secret).uid) == (0o400, 0)
         kept_build = out[out.find("Take the build's result") :][:4000]
         # The message, not the task's title (printed when skipped too).
         assert ("(a query that changed?)" in out) == fallback, kept_build
