@@ -32,7 +32,8 @@ def test_dockerfile_cache_mounts_and_checked_ttyd_release(tmp_path: Path) -> Non
     assert "# syntax=" not in dockerfile.lower()
     assert "FROM rust:1.91.1-trixie AS builder" in dockerfile
     assert "--mount=type=cache,id=algo-trade-target,target=/src/target" in dockerfile
-    assert "SQLX_OFFLINE=true cargo-locked cargo build --release --locked --bin algo-trade" in dockerfile
+    assert "SQLX_OFFLINE=true CARGO_ALGOTRADE_MACRO_INPUTS=" in dockerfile
+    assert "cargo-locked cargo build --release --locked --bin algo-trade" in dockerfile
     assert "FROM debian:trixie-slim AS runtime" in dockerfile
     assert (
         "ADD --checksum=sha256:8a217c968aba172e0dbf3f34447218dc015bc4d5e59bf51db2f2cd12b7be4f55 "
@@ -88,12 +89,57 @@ def test_dockerfile_for_a_source_without_lock_or_query_cache(tmp_path: Path, str
     assert 'SQLX_OFFLINE_DIR="/sqlx-queries/$ALGOTRADE_QUERY_KEY"' in online
     assert "secret" not in kept
     assert 'cp -R "/sqlx-queries/$ALGOTRADE_QUERY_KEY" .sqlx' in kept
-    assert "SQLX_OFFLINE=true cargo-locked cargo build --release --locked" in kept
+    assert "SQLX_OFFLINE=true CARGO_ALGOTRADE_MACRO_INPUTS=" in kept
+    assert "cargo-locked cargo build --release --locked" in kept
     assert dockerfile.count("--mount=type=cache,id=algo-trade-sqlx-queries,target=/sqlx-queries") == 2
     assert "FROM build-${ALGOTRADE_QUERY_DATA} AS builder\n" in dockerfile
     args = [line for line in dockerfile.splitlines() if line.startswith("ARG ")]
     assert args == ["ARG ALGOTRADE_QUERY_DATA=online", "ARG ALGOTRADE_QUERY_KEY", "ARG ALGOTRADE_QUERY_KEY"]
     assert "ENV DATABASE_URL" not in dockerfile
+
+
+def macro_inputs(dockerfile: str, stage: str, source: Path, query_key: str) -> str:
+    """CARGO_ALGOTRADE_MACRO_INPUTS as the build step of `stage` sets it in `source`."""
+    step = dockerfile.split(stage, 1)[1]
+    assignment = step[step.index("CARGO_ALGOTRADE_MACRO_INPUTS=") : step.index(" cargo-locked cargo build")]
+    script = assignment.replace("\\\n", " ").strip() + '\nprintf %s "$CARGO_ALGOTRADE_MACRO_INPUTS"'
+    env = {"PATH": os.environ["PATH"], "ALGOTRADE_QUERY_KEY": query_key}
+    run = subprocess.run(
+        ["sh", "-c", script], cwd=source, env=env, capture_output=True, text=True, check=True
+    )
+    return run.stdout
+
+
+@pytest.mark.parametrize("has_query_cache", [True, False])
+def test_sccache_keys_the_libraries_by_what_procedural_macros_read(
+    tmp_path: Path, has_query_cache: bool
+) -> None:
+    """sccache keys a crate by its Rust sources, not by the files sqlx's macros read: the
+    build step puts their digest in a CARGO_ variable, which sccache hashes. A one-line
+    change of Rust source keeps it (the libraries stay cached); a changed migration,
+    query data or schema changes it. Without the source's .sqlx/, the data asked of the
+    build database and the data kept give one key (the schema's)."""
+    dockerfile = render("Dockerfile.j2", tmp_path, __image_source_has_query_cache=has_query_cache)
+    stage = "AS builder\n" if has_query_cache else "AS build-kept\n"
+    source = tmp_path / "src"
+    for name, text in [
+        ("crates/cli/src/main.rs", "fn main() {}"),
+        ("crates/data/migrations/0001_init.sql", "CREATE TABLE t (id int);"),
+        (".sqlx/query-1.json", "{}"),
+        ("target/release/junk", "1"),
+    ]:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text(text)
+    key = macro_inputs(dockerfile, stage, source, "k1")
+    (source / "crates/cli/src/main.rs").write_text('fn main() { println!("2"); }')
+    (source / "target/release/junk").write_text("2")
+    assert macro_inputs(dockerfile, stage, source, "k1") == key, "Rust sources and target/ are sccache's own"
+    (source / ".sqlx/query-1.json").write_text('{"changed": true}')
+    assert (macro_inputs(dockerfile, stage, source, "k1") != key) == has_query_cache
+    (source / "crates/data/migrations/0001_init.sql").write_text("CREATE TABLE t (id bigint);")
+    changed = macro_inputs(dockerfile, stage, source, "k1")
+    assert changed != key
+    assert (macro_inputs(dockerfile, stage, source, "k2") != changed) == (not has_query_cache)
 
 
 @pytest.mark.parametrize("strategy", ["cache-mounts", "cargo-chef"])

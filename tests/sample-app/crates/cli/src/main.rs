@@ -1,17 +1,14 @@
 //! algo-trade stand-in: upstream's subcommands, configuration, databases, API and
 //! signal handling, small enough to build often. For the collection's tests only.
 
-mod bots;
-mod config;
-mod daemon;
-mod jobs;
 mod tui;
 
+use algo_trade_backtest_scheduler as jobs;
+use algo_trade_core::init_logging;
+use algo_trade_web_api as daemon;
 use clap::{Parser, Subcommand};
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::OnceLock;
 
 /// Shown by the API (X-Algo-Trade-Version), the TUIs and the daemon's log; tests rewrite this line.
 pub const VERSION: &str = "sample-1";
@@ -72,68 +69,9 @@ enum Command {
     },
 }
 
-/// Whether log lines reach stderr (not under the TUIs, which own the terminal).
-static LOG_TO_STDERR: OnceLock<bool> = OnceLock::new();
-
-fn init_logging(log_file: Option<&PathBuf>) -> Result<(), String> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    match log_file {
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(false)
-                .with_writer(std::sync::Mutex::new(file))
-                .init();
-            let _ = LOG_TO_STDERR.set(false);
-        }
-        None => {
-            tracing_subscriber::fmt()
-                .with_env_filter(filter)
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr)
-                .init();
-            let _ = LOG_TO_STDERR.set(true);
-        }
-    }
-    Ok(())
-}
-
-/// Reports an error that ends the process: in the log, and on stderr when the log is elsewhere.
-pub fn fatal(message: &str) -> ExitCode {
-    tracing::error!("{message}");
-    if LOG_TO_STDERR.get() != Some(&true) {
-        eprintln!("error: {message}");
-    }
-    ExitCode::FAILURE
-}
-
-/// Logs the `-c/--config` argument: like upstream's, it is only logged.
-pub fn log_config_argument(config: Option<&PathBuf>) {
-    if let Some(path) = config {
-        tracing::info!(
-            "Config argument {} (config/Config.toml is read from the working directory or a parent)",
-            path.display()
-        );
-    }
-}
-
-/// "set" or "not set": secrets are never logged.
-pub fn presence(variable: &str) -> &'static str {
-    if std::env::var_os(variable).is_some_and(|v| !v.is_empty()) {
-        "set"
-    } else {
-        "not set"
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    algo_trade_core::set_version(VERSION);
     // The TUIs own the terminal: they log to --log-file, or nowhere.
     let logging = match &cli.command {
         Command::LiveBotTui { log_file } | Command::BacktestManagerTui { log_file } => {
@@ -147,9 +85,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         Some(Ok(())) => {}
-        None => {
-            let _ = LOG_TO_STDERR.set(false);
-        }
+        None => algo_trade_core::no_logging(),
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -2,8 +2,9 @@
 //! does not see the daemon's bots, as upstream's); `backtest-manager-tui` reads the
 //! TimescaleDB through the config's database url. Both quit on q.
 
-use crate::bots::Bot;
-use crate::{config, fatal, VERSION};
+use algo_trade_bot_orchestrator::Bot;
+use crate::VERSION;
+use algo_trade_core::{config, fatal};
 use crossterm::event::{self, Event, KeyCode, KeyEventKind};
 use crossterm::terminal::{
     disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,

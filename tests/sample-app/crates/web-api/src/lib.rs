@@ -2,8 +2,8 @@
 //! optional PostgreSQL from DATABASE_URL), stopped by SIGTERM or SIGINT; and
 //! `algo-trade server`: the API alone over an in-memory registry.
 
-use crate::bots::{Bot, Registry, RegistryError};
-use crate::{config, fatal, log_config_argument, presence, VERSION};
+use algo_trade_bot_orchestrator::{Bot, Registry, RegistryError};
+use algo_trade_core::{config, fatal, log_config_argument, presence, version};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -54,7 +54,7 @@ fn router(state: AppState) -> Router {
 /// Every answer names the version; CORS is open to any origin, as upstream's.
 async fn common_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    headers.insert("x-algo-trade-version", HeaderValue::from_static(VERSION));
+    headers.insert("x-algo-trade-version", HeaderValue::from_static(version()));
     headers.insert("access-control-allow-origin", HeaderValue::from_static("*"));
     response
 }
@@ -192,7 +192,7 @@ async fn serve(host: &str, port: u16, state: AppState) -> Option<tokio::task::Jo
             return None;
         }
     };
-    info!("Trading system daemon {VERSION} listening on {host}:{port}");
+    info!("Trading system daemon {} listening on {host}:{port}", version());
     let mut shutdown = state.shutdown.clone();
     let app = router(state);
     Some(tokio::spawn(async move {
@@ -209,7 +209,7 @@ async fn serve(host: &str, port: u16, state: AppState) -> Option<tokio::task::Jo
 }
 
 pub async fn run(config_argument: Option<PathBuf>) -> ExitCode {
-    info!("Starting trading system daemon {VERSION}");
+    info!("Starting trading system daemon {}", version());
     log_config_argument(config_argument.as_ref());
     let config = match config::load() {
         Ok(c) => c,

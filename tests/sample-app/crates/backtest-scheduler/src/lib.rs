@@ -3,9 +3,9 @@
 //! handle SIGINT only (SIGTERM keeps its default action: the process dies).
 //! SAMPLE_TICK_SECS (stand-in only) sets the seconds between their writes.
 
-use crate::bots::Registry;
-use crate::config::AppConfig;
-use crate::{config, fatal, log_config_argument, presence, VERSION};
+use algo_trade_bot_orchestrator::Registry;
+use algo_trade_core::config::AppConfig;
+use algo_trade_core::{config, fatal, log_config_argument, presence, version};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,7 +64,8 @@ pub async fn scheduled_backtest(config_argument: Option<PathBuf>) -> ExitCode {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "BTC,ETH".to_string());
     info!(
-        "Scheduled backtest {VERSION} started: {strategy} on {symbols} every {} s",
+        "Scheduled backtest {} started: {strategy} on {symbols} every {} s",
+        version(),
         every.as_secs()
     );
     let mut timer = tokio::time::interval(every);
@@ -92,7 +93,8 @@ pub async fn backtest_daemon(config_argument: Option<PathBuf>, strategy: String)
         Err(e) => return fatal(&e),
     };
     info!(
-        "Backtest daemon {VERSION} started: strategy {strategy}, {} bots restored",
+        "Backtest daemon {} started: strategy {strategy}, {} bots restored",
+        version(),
         registry.list().await.len()
     );
     let interrupted = tokio::signal::ctrl_c();
