@@ -661,10 +661,10 @@ def changed_sample(where: Path, version: str, query_suffix: str = "") -> Path:
     changed = where / f"sample-{version}"
     shutil.copytree(VARS["sample_app_dir"], changed, ignore=shutil.ignore_patterns("target"))
     for name, old, new in [
-        ("main.rs", r'pub const VERSION: &str = ".*";', f'pub const VERSION: &str = "{version}";'),
-        ("jobs.rs", r"RETURNING id\"", f'RETURNING id{query_suffix}"'),
+        ("cli/src/main.rs", r'pub const VERSION: &str = ".*";', f'pub const VERSION: &str = "{version}";'),
+        ("backtest-scheduler/src/lib.rs", r"RETURNING id\"", f'RETURNING id{query_suffix}"'),
     ]:
-        source = changed / "crates" / "cli" / "src" / name
+        source = changed / "crates" / name
         text = source.read_text()
         assert re.search(old, text), (name, old)
         source.write_text(re.sub(old, new, text))

@@ -251,6 +251,37 @@ def test_a_failing_migration_stops_the_release_and_the_previous_one_runs_on(
     assert psql(host, "SELECT to_regclass('broken_probe')") == ""
 
 
+V007 = "V007__narrow_run_ids.sql"
+
+
+@pytest.mark.disruptive
+def test_a_migration_that_changes_a_checked_query_recompiles_its_unchanged_library(
+    host: testinfra.host.Host,
+) -> None:
+    """A release whose migration narrows the column that the compile-time checked query of
+    the library backtest-scheduler returns (bigint to integer), the library's Rust sources
+    unchanged: its build compiles the library again against the new schema, whose type
+    the code does not take, and fails; nothing of the release starts and the migration is
+    not applied. sccache (cargo-chef) holds the library as the scenario's earlier builds
+    compiled it against the schema of before: with the Dockerfile of before (no
+    CARGO_ALGOTRADE_MACRO_INPUTS), the same two steps on the demo host (a migration that
+    changes no query, then this one) built the release and it went live."""
+    before = release_state(host)
+    rows = history(host)
+    narrow = "ALTER TABLE scheduled_backtest_runs ALTER COLUMN id TYPE integer;\n"
+    with source_file(MIGRATIONS / V007, narrow):
+        result, out = deploy()
+    assert result.returncode != 0, out[-3000:]
+    assert "expected `i64`, found `i32`" in out, out[-4000:]
+    assert "Build the application image" in failed_task(result), out[-3000:]
+    after = release_state(host)
+    assert after["release"] == before["release"]
+    assert after["ids"] == before["ids"], "nothing of the release started"
+    assert after["releases"] == before["releases"], "the release whose image did not build is removed"
+    assert history(host) == rows
+    assert host.run("docker inspect algo-trade-build-db").rc != 0, "the build database was removed"
+
+
 def test_the_build_host_keeps_the_locks_of_kept_releases_only(host: testinfra.host.Host) -> None:
     """After the deploys of this scenario (more images than stack_release_keep releases),
     the Cargo.lock files resolved per image tag are those of the images the kept releases
